@@ -1,0 +1,186 @@
+// Package targets defines what pushdeploy needs from a place it deploys to. One package per
+// kind implements it: targets/ssh (plain servers, atomic release directories), targets/docker
+// (Docker hosts over SSH) and targets/kubernetes (Deployments through client-go).
+//
+// A target is a set of hosts that the pipeline treats alike. A host is wherever one copy of
+// the application runs: a server, a Docker host, a Kubernetes Deployment. Hosts only offer
+// primitives (stage a release, make a kept release live, report what is live); everything
+// that is the same for every kind — batches, parallelism, health checks, rolling every
+// switched host back, lock waiting and renewal, plan rendering, records — lives in pipeline/,
+// written once against these interfaces.
+//
+// This package is plain Go: it never imports the Dagger bindings.
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Release is one version of an application, ready to go to a target.
+type Release struct {
+	// ID names the release on every host of one deploy, e.g. "20261127T081502Z". It sorts by
+	// time and is a safe file name.
+	ID string `json:"id"`
+	// App and Env say whose release it is ("myapp", "staging").
+	App string `json:"app"`
+	Env string `json:"env"`
+	// Version is the source version: a git tag, or a commit.
+	Version string `json:"version,omitempty"`
+	// Digest identifies the content: the image digest ("sha256:..."), or for file deploys the
+	// digest of the artifact tree's manifest. Deploying the digest that is live is a no-op.
+	Digest string `json:"digest"`
+	// Image is the digest-pinned reference ("registry/repo@sha256:...") for image targets.
+	Image string `json:"image,omitempty"`
+	// Artifacts is the local directory whose files a file target deploys.
+	Artifacts string `json:"-"`
+	// Deployer says who deploys it.
+	Deployer string `json:"deployer,omitempty"`
+	// PipelineID identifies the run that deploys it (a CI job URL or run id).
+	PipelineID string `json:"pipelineId,omitempty"`
+}
+
+// Target is every host of one application in one environment, of one kind.
+type Target interface {
+	// Kind is "ssh", "docker" or "kubernetes".
+	Kind() string
+	// Hosts are the target's hosts in the order the configuration gives them.
+	Hosts() []Host
+	// Locker guards the target against two deploys at once.
+	Locker() Locker
+	// Journal keeps the target's deployment records.
+	Journal() Journal
+	// Close releases connections.
+	Close() error
+}
+
+// Host is one place the application runs.
+type Host interface {
+	// Name identifies the host in messages and records ("127.0.0.1:2201", "deployment/web").
+	Name() string
+	// Status reports the live release and the kept ones.
+	Status(ctx context.Context) (Status, error)
+	// Plan says what deploying r would change here, and changes nothing.
+	Plan(ctx context.Context, r Release) (Change, error)
+	// Prepare stages r beside the live release without making it live: upload the files, pull
+	// the image. After it, r.ID is a kept release that Activate can make live.
+	Prepare(ctx context.Context, r Release) error
+	// Activate makes the kept release id live and restarts what serves it, so that rolling
+	// back is activating the previous release. An empty id takes the host back to having no
+	// live release, where the kind allows it (the rollback of a first deploy).
+	Activate(ctx context.Context, id string) error
+	// Discard removes a kept release that is not live: a failed one, or one pruned.
+	Discard(ctx context.Context, id string) error
+}
+
+// Commander is a host that can run a shell command: command health checks and hooks.
+type Commander interface {
+	// Run runs cmd with env added to its environment and returns what it printed, stdout and
+	// stderr together.
+	Run(ctx context.Context, cmd string, env map[string]string) ([]byte, error)
+}
+
+// Addresser is a host with a network address, for health-check URL templates ({{.Address}}).
+type Addresser interface {
+	Address() string
+}
+
+// SelfChecker is a host that knows on its own whether a release it made live is healthy (a
+// container's HEALTHCHECK). The pipeline asks it before running the configured check.
+type SelfChecker interface {
+	// CheckHealth waits until the live release id is healthy, or says why it is not.
+	CheckHealth(ctx context.Context, id string) error
+}
+
+// Status is what a host runs.
+type Status struct {
+	Host string `json:"host"`
+	// Live is the live release, nil when none is.
+	Live *Kept `json:"live,omitempty"`
+	// Kept lists the releases kept for rollback, oldest first, the live one included.
+	Kept []Kept `json:"kept,omitempty"`
+	// Detail is kind-specific state worth showing (replicas ready, container state).
+	Detail string `json:"detail,omitempty"`
+}
+
+// Kept is a release kept on a host.
+type Kept struct {
+	ID      string    `json:"id"`
+	Version string    `json:"version,omitempty"`
+	Digest  string    `json:"digest,omitempty"`
+	Image   string    `json:"image,omitempty"`
+	Created time.Time `json:"created,omitzero"`
+}
+
+// Change is what a deploy would do to one host.
+type Change struct {
+	Host string `json:"host"`
+	// Live is the live release id, "" when none.
+	Live string `json:"live,omitempty"`
+	// Noop is true when the release is already live there.
+	Noop bool `json:"noop,omitempty"`
+	// Add, Update and Remove name files (file targets) or fields (image targets).
+	Add    []string `json:"add,omitempty"`
+	Update []string `json:"update,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+	// Bytes is what would be sent to the host.
+	Bytes int64 `json:"bytes"`
+	// Summary is one line for humans: "image a@sha256:1… -> a@sha256:2…".
+	Summary string `json:"summary,omitempty"`
+}
+
+// Lock is who holds a target's deploy lock.
+type Lock struct {
+	Owner      string    `json:"owner"`
+	PipelineID string    `json:"pipelineId,omitempty"`
+	Acquired   time.Time `json:"acquired"`
+	// Expires is when the lock lapses unless renewed: a crashed deploy's lock expires.
+	Expires time.Time `json:"expires"`
+}
+
+// Expired says whether the lock has lapsed at now.
+func (l Lock) Expired(now time.Time) bool { return !l.Expires.IsZero() && now.After(l.Expires) }
+
+func (l Lock) String() string {
+	s := fmt.Sprintf("%q since %s", l.Owner, l.Acquired.UTC().Format(time.RFC3339))
+	if l.PipelineID != "" {
+		s += fmt.Sprintf(" (pipeline %q)", l.PipelineID)
+	}
+	return s + ", expires " + l.Expires.UTC().Format(time.RFC3339)
+}
+
+// Locker is a target's deploy lock, one per application and environment. Implementations
+// create it atomically on the target; waiting, renewal and giving up belong to the pipeline.
+type Locker interface {
+	// Acquire takes the lock for l when it is free or expired. When someone else holds a lock
+	// that has not expired it returns a *HeldError naming them.
+	Acquire(ctx context.Context, l Lock) error
+	// Renew moves the expiry of a lock that l holds.
+	Renew(ctx context.Context, l Lock) error
+	// Release gives up a lock that l holds; a lock held by someone else is left alone.
+	Release(ctx context.Context, l Lock) error
+	// Holder reports who holds the lock, nil when nobody does.
+	Holder(ctx context.Context) (*Lock, error)
+	// Break removes the lock whoever holds it (an explicit unlock).
+	Break(ctx context.Context) error
+}
+
+// HeldError says the lock is held by someone else.
+type HeldError struct {
+	Target string
+	Holder Lock
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("deploy lock on %s is held by %s", e.Target, e.Holder)
+}
+
+// Journal keeps a target's deployment records, newest last. Records are JSON documents
+// that the pipeline defines; the target stores them as they are.
+type Journal interface {
+	Append(ctx context.Context, record json.RawMessage) error
+	// Records returns at most limit records, the newest last; limit <= 0 means all.
+	Records(ctx context.Context, limit int) ([]json.RawMessage, error)
+}
