@@ -1,0 +1,392 @@
+// Package pipeline is pushdeploy's deploy logic in plain Go: the ordered stages of a deploy,
+// release records, health checks, the rollback policy, gates, the deploy lock, markers and
+// notifications. It drives every target kind through the small interfaces of package
+// targets, so batches, parallelism, health checks and "roll back every host already
+// switched" are written once. It never imports the Dagger bindings: the Dagger module and the
+// CLI are thin adapters over it.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// Steps of a host's deploy, named in errors and records.
+const (
+	StepStatus   = "status"
+	StepPrepare  = "prepare"
+	StepActivate = "activate"
+	StepHealth   = "health"
+)
+
+// HostError is a failure on one host at one step.
+type HostError struct {
+	Host string
+	Step string
+	Err  error
+}
+
+func (e *HostError) Error() string { return fmt.Sprintf("host %q: %s: %v", e.Host, e.Step, e.Err) }
+func (e *HostError) Unwrap() error { return e.Err }
+
+// DeployError is a failed deploy: the first host that failed, and what the rollback did.
+type DeployError struct {
+	*HostError
+	// RolledBack lists the hosts returned to their previous release.
+	RolledBack []string
+	// RollbackErrors are hosts that could not be returned; they need a hand.
+	RollbackErrors []error
+}
+
+func (e *DeployError) Error() string {
+	s := e.HostError.Error()
+	if len(e.RolledBack) > 0 {
+		s += fmt.Sprintf("; rolled back %d host(s) to their previous release: %q", len(e.RolledBack), e.RolledBack)
+	}
+	for _, re := range e.RollbackErrors {
+		s += "; ROLLBACK FAILED: " + re.Error()
+	}
+	return s
+}
+
+func (e *DeployError) Unwrap() error { return e.HostError }
+
+// engine runs one operation on one target.
+type engine struct {
+	t targets.Target
+	o *options
+}
+
+func newEngine(t targets.Target, opts []Option) (*engine, error) {
+	if t == nil {
+		return nil, errors.New("no target")
+	}
+	if len(t.Hosts()) == 0 {
+		return nil, fmt.Errorf("%s target has no hosts", t.Kind())
+	}
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &engine{t: t, o: o}, nil
+}
+
+func (e *engine) logf(format string, args ...any) {
+	fmt.Fprintf(e.o.log, format+"\n", args...)
+}
+
+// eachHost runs fn on hosts in parallel and returns the first error, in host order.
+func eachHost(hosts []targets.Host, fn func(i int, h targets.Host) error) error {
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i, h)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statuses reads every host's status in parallel.
+func (e *engine) statuses(ctx context.Context) ([]targets.Status, error) {
+	hosts := e.t.Hosts()
+	out := make([]targets.Status, len(hosts))
+	err := eachHost(hosts, func(i int, h targets.Host) error {
+		st, err := h.Status(ctx)
+		if err != nil {
+			return &HostError{Host: h.Name(), Step: StepStatus, Err: err}
+		}
+		st.Host = h.Name()
+		out[i] = st
+		return nil
+	})
+	return out, err
+}
+
+// lock takes the target's lock, waiting as configured, and renews it until unlock.
+func (e *engine) lock(ctx context.Context) (unlock func(), err error) {
+	l := e.newLock()
+	lk := e.t.Locker()
+	deadline := e.o.now().Add(e.o.lockWait)
+	backoff := 200 * time.Millisecond
+	for {
+		err := lk.Acquire(ctx, l)
+		var held *targets.HeldError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &held) {
+			return nil, fmt.Errorf("taking the deploy lock: %w", err)
+		}
+		if e.o.lockWait == 0 {
+			return nil, fmt.Errorf("%w; wait for it (--lock-wait) or, if that deploy is dead, unlock", err)
+		}
+		if !e.o.now().Before(deadline) {
+			return nil, fmt.Errorf("%w; gave up after waiting %s", err, e.o.lockWait)
+		}
+		e.logf("waiting: %v", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the deploy lock: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(e.o.lockTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				l.Expires = e.o.now().Add(e.o.lockTTL)
+				if err := lk.Renew(ctx, l); err != nil {
+					e.logf("warning: renewing the deploy lock: %v", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		// Release even when ctx is done: a cancelled deploy must not leave its lock behind.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := lk.Release(rctx, l); err != nil {
+			e.logf("warning: releasing the deploy lock: %v (it expires by itself)", err)
+		}
+	}, nil
+}
+
+func (e *engine) newLock() targets.Lock {
+	now := e.o.now().UTC()
+	return targets.Lock{Owner: e.o.owner, PipelineID: e.o.pipelineID, Acquired: now, Expires: now.Add(e.o.lockTTL)}
+}
+
+// live returns each host's live release id ("" none) and whether every host runs digest.
+func live(st []targets.Status, digest string) (ids []string, all bool) {
+	all = digest != ""
+	for _, s := range st {
+		id, d := "", ""
+		if s.Live != nil {
+			id, d = s.Live.ID, s.Live.Digest
+		}
+		ids = append(ids, id)
+		if d != digest {
+			all = false
+		}
+	}
+	return ids, all
+}
+
+// move is what one host is to do: make id live, first staging release when it is not kept.
+type move struct {
+	id      string
+	release *targets.Release // nil: id is kept on the host already (a rollback)
+	skip    bool             // id is live already
+}
+
+// apply makes each host's move batch by batch and, when a host fails, returns every host
+// switched so far to its previous release.
+func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, rec *Record) error {
+	hosts := e.t.Hosts()
+	prev, _ := live(st, "")
+	index := map[targets.Host]int{}
+	for i, h := range hosts {
+		index[h] = i
+		rec.Hosts = append(rec.Hosts, HostResult{Host: h.Name(), Previous: prev[i], Outcome: OutcomeSkipped})
+	}
+	var switched, prepared []int
+	var mu sync.Mutex
+	var failure *HostError
+	for bi, batch := range e.o.batches(hosts) {
+		e.logf("batch %d: %d host(s)", bi+1, len(batch))
+		_ = eachHost(batch, func(_ int, h targets.Host) error {
+			i := index[h]
+			m, res := moves[i], &rec.Hosts[i]
+			start := time.Now()
+			defer func() { res.Millis = time.Since(start).Milliseconds() }()
+			if m.skip {
+				res.Outcome = OutcomeUnchanged
+				e.logf("%s: %s is live already", h.Name(), m.id)
+				return nil
+			}
+			fail := func(step string, err error) error {
+				he := &HostError{Host: h.Name(), Step: step, Err: err}
+				res.Outcome, res.Step, res.Error = OutcomeFailed, step, err.Error()
+				e.logf("%s: %s failed: %v", h.Name(), step, err)
+				mu.Lock()
+				if failure == nil {
+					failure = he
+				}
+				mu.Unlock()
+				return he
+			}
+			if m.release != nil {
+				mu.Lock()
+				prepared = append(prepared, i)
+				mu.Unlock()
+				if err := h.Prepare(ctx, *m.release); err != nil {
+					return fail(StepPrepare, err)
+				}
+				e.logf("%s: prepared %s", h.Name(), m.id)
+			}
+			mu.Lock()
+			switched = append(switched, i)
+			mu.Unlock()
+			if err := h.Activate(ctx, m.id); err != nil {
+				return fail(StepActivate, err)
+			}
+			e.logf("%s: %s is live", h.Name(), m.id)
+			if err := e.healthy(ctx, h, m.id); err != nil {
+				return fail(StepHealth, err)
+			}
+			res.Outcome = OutcomeDeployed
+			e.logf("%s: healthy", h.Name())
+			return nil
+		})
+		if failure != nil {
+			break
+		}
+	}
+	if failure == nil {
+		return nil
+	}
+	de := &DeployError{HostError: failure}
+	rec.Rollback = &RollbackInfo{Reason: failure.Error()}
+	// Roll back on a context of its own: a cancelled or timed-out deploy still restores.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	sort.Ints(switched)
+	e.logf("rolling back %d host(s)", len(switched))
+	errs := make([]error, len(switched))
+	var wg sync.WaitGroup
+	for k, i := range switched {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := hosts[i]
+			if err := h.Activate(rctx, prev[i]); err != nil {
+				errs[k] = fmt.Errorf("host %q: re-activating %q: %w", h.Name(), prev[i], err)
+				return
+			}
+			if prev[i] != "" {
+				if err := e.healthy(rctx, h, prev[i]); err != nil {
+					errs[k] = fmt.Errorf("host %q: previous release %q unhealthy after rollback: %w", h.Name(), prev[i], err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for k, i := range switched {
+		if errs[k] != nil {
+			de.RollbackErrors = append(de.RollbackErrors, errs[k])
+			rec.Rollback.Errors = append(rec.Rollback.Errors, errs[k].Error())
+			continue
+		}
+		de.RolledBack = append(de.RolledBack, hosts[i].Name())
+		rec.Rollback.Hosts = append(rec.Rollback.Hosts, hosts[i].Name())
+		if rec.Hosts[i].Outcome == OutcomeDeployed {
+			rec.Hosts[i].Outcome = OutcomeRolledBack
+		}
+	}
+	// The failed release goes away wherever it was staged and is not live.
+	for _, i := range prepared {
+		if err := hosts[i].Discard(rctx, moves[i].id); err != nil {
+			e.logf("warning: %s: removing failed release %s: %v", hosts[i].Name(), moves[i].id, err)
+		}
+	}
+	return de
+}
+
+// prune removes releases beyond the configured number, never the live or previous one.
+func (e *engine) prune(ctx context.Context) {
+	_ = eachHost(e.t.Hosts(), func(_ int, h targets.Host) error {
+		st, err := h.Status(ctx)
+		if err != nil {
+			e.logf("warning: %s: reading releases to prune: %v", h.Name(), err)
+			return nil
+		}
+		for _, id := range prunable(st, e.o.keep) {
+			if err := h.Discard(ctx, id); err != nil {
+				e.logf("warning: %s: pruning release %s: %v", h.Name(), id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// prunable lists the kept releases to remove so that keep remain, oldest first, sparing
+// the live release and the one before it.
+func prunable(st targets.Status, keep int) []string {
+	protect := map[string]bool{}
+	if st.Live != nil {
+		protect[st.Live.ID] = true
+		for i, k := range st.Kept {
+			if k.ID == st.Live.ID && i > 0 {
+				protect[st.Kept[i-1].ID] = true
+			}
+		}
+	}
+	excess := len(st.Kept) - keep
+	var out []string
+	for _, k := range st.Kept {
+		if excess <= 0 {
+			break
+		}
+		if protect[k.ID] {
+			continue
+		}
+		out = append(out, k.ID)
+		excess--
+	}
+	return out
+}
+
+// journal appends the record to the target's journal; a failure is a warning in the log.
+func (e *engine) journal(ctx context.Context, rec *Record) {
+	if e.o.record != nil {
+		e.o.record(rec)
+	}
+	b, err := json.Marshal(rec)
+	if err == nil {
+		err = e.t.Journal().Append(context.WithoutCancel(ctx), b)
+	}
+	if err != nil {
+		rec.Warnings = append(rec.Warnings, fmt.Sprintf("writing the deployment record: %v", err))
+		e.logf("warning: writing the deployment record: %v", err)
+	}
+}
+
+func defaultOwner() string {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil && name == "" {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	if name == "" {
+		name = "unknown"
+	}
+	return name + "@" + host
+}

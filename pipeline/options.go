@@ -1,0 +1,172 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// Option configures Rollout, Rollback and the deploy flow.
+type Option func(*options) error
+
+type options struct {
+	batchSize    int
+	batchPercent int
+	health       *HealthCheck
+	keep         int
+	lockWait     time.Duration
+	lockTTL      time.Duration
+	owner        string
+	pipelineID   string
+	log          io.Writer
+	now          func() time.Time
+	record       func(*Record)
+}
+
+// makeOptions sets every default, applies opts, then rejects bad combinations.
+func makeOptions(opts ...Option) (*options, error) {
+	o := &options{
+		keep:     5,
+		lockTTL:  10 * time.Minute,
+		owner:    defaultOwner(),
+		log:      io.Discard,
+		now:      time.Now,
+		lockWait: 0,
+	}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.batchSize > 0 && o.batchPercent > 0 {
+		return nil, errors.New("batch size and batch percent are exclusive: give one")
+	}
+	if o.keep < 2 {
+		return nil, fmt.Errorf("keeping %d releases: at least 2 are needed (the live one and the previous)", o.keep)
+	}
+	if o.health != nil {
+		if err := o.health.validate(); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// WithBatchSize deploys to n hosts at a time, the hosts of a batch in parallel.
+// Default: every host in one batch.
+func WithBatchSize(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("batch size %d: must be at least 1", n)
+		}
+		o.batchSize = n
+		return nil
+	}
+}
+
+// WithBatchPercent deploys to p percent of the hosts at a time (rounded up, at least one).
+// Default: every host in one batch.
+func WithBatchPercent(p int) Option {
+	return func(o *options) error {
+		if p < 1 || p > 100 {
+			return fmt.Errorf("batch percent %d%%: must be between 1%% and 100%%", p)
+		}
+		o.batchPercent = p
+		return nil
+	}
+}
+
+// WithHealthCheck checks every host after its switch. Default: no check beyond the
+// target's own (a container's HEALTHCHECK, a rollout's status).
+func WithHealthCheck(h HealthCheck) Option {
+	return func(o *options) error {
+		h := h
+		o.health = &h
+		return nil
+	}
+}
+
+// WithKeep keeps n releases on each host (the live one and the previous are never
+// pruned). Default: 5.
+func WithKeep(n int) Option {
+	return func(o *options) error { o.keep = n; return nil }
+}
+
+// WithLockWait waits up to d for a deploy lock that someone else holds. Default: 0, fail at
+// once naming the holder.
+func WithLockWait(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("lock wait %s: must not be negative", d)
+		}
+		o.lockWait = d
+		return nil
+	}
+}
+
+// WithLockTTL sets how long the lock lives unless renewed; a running deploy renews it every
+// third of that, so only a dead deploy's lock expires. Default: 10 minutes.
+func WithLockTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second {
+			return fmt.Errorf("lock ttl %s: must be at least 1s", d)
+		}
+		o.lockTTL = d
+		return nil
+	}
+}
+
+// WithOwner names who deploys, in the lock and the record. Default: $USER@hostname.
+func WithOwner(owner, pipelineID string) Option {
+	return func(o *options) error {
+		if owner == "" {
+			return errors.New("lock owner must not be empty")
+		}
+		o.owner, o.pipelineID = owner, pipelineID
+		return nil
+	}
+}
+
+// WithLogger reports progress, one line per step and host. Default: nowhere.
+func WithLogger(w io.Writer) Option {
+	return func(o *options) error {
+		if w == nil {
+			w = io.Discard
+		}
+		o.log = w
+		return nil
+	}
+}
+
+// withClock replaces time.Now in tests.
+func withClock(now func() time.Time) Option {
+	return func(o *options) error { o.now = now; return nil }
+}
+
+// withRecord lets the deploy flow add its fields (approval, stages, warnings) to the record
+// that Rollout writes to the journal.
+func withRecord(fn func(*Record)) Option {
+	return func(o *options) error { o.record = fn; return nil }
+}
+
+// batches splits hosts into the configured batches, in order.
+func (o *options) batches(hosts []targets.Host) [][]targets.Host {
+	size := len(hosts)
+	switch {
+	case o.batchSize > 0:
+		size = o.batchSize
+	case o.batchPercent > 0:
+		size = (len(hosts)*o.batchPercent + 99) / 100
+	}
+	if size < 1 {
+		size = 1
+	}
+	var out [][]targets.Host
+	for i := 0; i < len(hosts); i += size {
+		out = append(out, hosts[i:min(i+size, len(hosts))])
+	}
+	return out
+}

@@ -1,0 +1,252 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// NewReleaseID names a release by the time it is made: "20261127T081502Z". It sorts by
+// time and is a safe file, container and label value.
+func NewReleaseID(now time.Time) string { return now.UTC().Format("20060102T150405Z") }
+
+// Rollout deploys r to every host of t: it takes the target's lock, deploys batch by
+// batch (hosts of a batch in parallel: prepare, activate, health), rolls every switched host
+// back when one fails, prunes old releases, and appends the record to the target's journal.
+// Deploying the digest that every host runs already changes nothing.
+func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...Option) (*Result, error) {
+	e, err := newEngine(t, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := validRelease(r); err != nil {
+		return nil, err
+	}
+	rec := newRecord("deploy", t, r, e.o)
+	st, err := e.statuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, all := live(st, r.Digest); all {
+		return e.unchanged(rec, st), nil
+	}
+	unlock, err := e.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Read again under the lock: another deploy may have finished while we waited.
+	if st, err = e.statuses(ctx); err != nil {
+		return nil, err
+	}
+	if _, all := live(st, r.Digest); all {
+		return e.unchanged(rec, st), nil
+	}
+	moves := make([]move, len(st))
+	for i, s := range st {
+		moves[i] = move{id: r.ID, release: &r, skip: s.Live != nil && s.Live.Digest == r.Digest}
+	}
+	err = e.apply(ctx, moves, st, &rec)
+	rec.Finished = e.o.now().UTC()
+	if err != nil {
+		rec.Outcome, rec.Error = OutcomeFailed, err.Error()
+		if rec.Rollback != nil && len(rec.Rollback.Errors) == 0 {
+			rec.Outcome = OutcomeRolledBack
+		}
+	} else {
+		rec.Outcome = OutcomeDeployed
+		e.prune(ctx)
+	}
+	e.journal(ctx, &rec)
+	return &Result{Record: rec}, err
+}
+
+func (e *engine) unchanged(rec Record, st []targets.Status) *Result {
+	rec.Outcome = OutcomeUnchanged
+	for _, s := range st {
+		rec.Hosts = append(rec.Hosts, HostResult{Host: s.Host, Previous: s.Live.ID, Outcome: OutcomeUnchanged})
+	}
+	rec.Finished = e.o.now().UTC()
+	e.logf("%s is live on every host already: nothing to do", rec.Digest)
+	return &Result{Record: rec}
+}
+
+func validRelease(r targets.Release) error {
+	switch {
+	case r.ID == "":
+		return fmt.Errorf("release of %q has no id", r.App)
+	case strings.ContainsAny(r.ID, "/\\ \t\n") || r.ID == "." || r.ID == "..":
+		return fmt.Errorf("release id %q: must be a plain name", r.ID)
+	case r.Digest == "":
+		return fmt.Errorf("release %q has no digest", r.ID)
+	}
+	return nil
+}
+
+// Rollback makes the release to (or, when to is "", each host's previous release) live on
+// every host of t, batch by batch with health checks; if one fails, the hosts already
+// switched go back to what they ran. Every host must keep the release: otherwise nothing
+// changes.
+func Rollback(ctx context.Context, t targets.Target, to string, opts ...Option) (*Result, error) {
+	e, err := newEngine(t, opts)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := e.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, err := e.statuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Decide every host's target release before touching any.
+	dest := make([]string, len(st))
+	for i, s := range st {
+		d, err := rollbackTo(s, to)
+		if err != nil {
+			return nil, err
+		}
+		dest[i] = d
+	}
+	rec := newRecord("rollback", t, targets.Release{ID: to}, e.o)
+	moves := make([]move, len(st))
+	for i, s := range st {
+		moves[i] = move{id: dest[i], skip: s.Live != nil && s.Live.ID == dest[i]}
+	}
+	// A rollback is a deploy of kept releases, with the same batches, checks and undo.
+	err = e.apply(ctx, moves, st, &rec)
+	rec.Finished = e.o.now().UTC()
+	if err != nil {
+		rec.Outcome, rec.Error = OutcomeFailed, err.Error()
+	} else {
+		rec.Outcome = OutcomeDeployed
+	}
+	e.journal(ctx, &rec)
+	return &Result{Record: rec}, err
+}
+
+// rollbackTo picks the release a host goes back to.
+func rollbackTo(s targets.Status, to string) (string, error) {
+	if to != "" {
+		for _, k := range s.Kept {
+			if k.ID == to {
+				return to, nil
+			}
+		}
+		var ids []string
+		for _, k := range s.Kept {
+			ids = append(ids, k.ID)
+		}
+		return "", fmt.Errorf("host %q does not keep release %q (kept: %s)", s.Host, to, strings.Join(ids, ", "))
+	}
+	if s.Live == nil {
+		return "", fmt.Errorf("host %q has no live release to roll back from", s.Host)
+	}
+	for i, k := range s.Kept {
+		if k.ID == s.Live.ID {
+			if i == 0 {
+				return "", fmt.Errorf("host %q keeps no release older than the live %q", s.Host, s.Live.ID)
+			}
+			return s.Kept[i-1].ID, nil
+		}
+	}
+	return "", fmt.Errorf("host %q: live release %q is not among the kept ones", s.Host, s.Live.ID)
+}
+
+// Plan says what deploying r would change on every host, and changes nothing.
+func Plan(ctx context.Context, t targets.Target, r targets.Release) ([]targets.Change, error) {
+	hosts := t.Hosts()
+	out := make([]targets.Change, len(hosts))
+	err := eachHost(hosts, func(i int, h targets.Host) error {
+		c, err := h.Plan(ctx, r)
+		if err != nil {
+			return fmt.Errorf("planning on host %q: %w", h.Name(), err)
+		}
+		c.Host = h.Name()
+		out[i] = c
+		return nil
+	})
+	return out, err
+}
+
+// Status reports what every host of t runs.
+func Status(ctx context.Context, t targets.Target) ([]targets.Status, error) {
+	e := &engine{t: t, o: &options{log: io.Discard, now: time.Now}}
+	return e.statuses(ctx)
+}
+
+// History returns the target's last limit deployment records, newest last.
+func History(ctx context.Context, t targets.Target, limit int) ([]Record, error) {
+	raw, err := t.Journal().Records(ctx, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s target's history: %w", t.Kind(), err)
+	}
+	out := make([]Record, 0, len(raw))
+	for _, b := range raw {
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			continue // a line another tool wrote: not ours to read
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Unlock breaks the target's deploy lock, whoever holds it, and says who did.
+func Unlock(ctx context.Context, t targets.Target) (*targets.Lock, error) {
+	lk := t.Locker()
+	h, err := lk.Holder(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the deploy lock: %w", err)
+	}
+	if err := lk.Break(ctx); err != nil {
+		return h, fmt.Errorf("breaking the deploy lock: %w", err)
+	}
+	return h, nil
+}
+
+// RenderPlan prints a plan as a table, one host a line, then the files of each host.
+func RenderPlan(w io.Writer, changes []targets.Change) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tLIVE\tCHANGE\tADD\tUPDATE\tREMOVE\tBYTES")
+	for _, c := range changes {
+		what := c.Summary
+		if c.Noop {
+			what = "none: release is live"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", c.Host, dash(c.Live), dash(what), len(c.Add), len(c.Update), len(c.Remove), c.Bytes)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if len(c.Add)+len(c.Update)+len(c.Remove) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s:\n", c.Host)
+		for _, l := range []struct {
+			sign  string
+			paths []string
+		}{{"+", c.Add}, {"~", c.Update}, {"-", c.Remove}} {
+			for _, p := range l.paths {
+				fmt.Fprintf(w, "  %s %s\n", l.sign, p)
+			}
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
