@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -208,10 +210,31 @@ func (d *Dockerd) Stop() error {
 			return fmt.Errorf("dockerd %s did not stop in 60s; killed", d.Socket)
 		}
 	}
+	// The engine leaves mounts behind (the host network namespace under the exec root).
+	unmountUnder(d.Dir)
 	if err := os.RemoveAll(d.Dir); err != nil {
 		return fmt.Errorf("removing dockerd directory: %w", err)
 	}
 	return nil
+}
+
+// unmountUnder detaches every mount below dir, deepest first.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		syscall.Unmount(p, syscall.MNT_DETACH)
+	}
 }
 
 // dockerdOutput collects a process's output while tests read it.
