@@ -1,0 +1,459 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
+)
+
+// logLines is how many of a failed container's last log lines an error carries.
+const logLines = 20
+
+// Status reports the live container's release and every kept one.
+func (h *Host) Status(ctx context.Context) (targets.Status, error) {
+	st := targets.Status{Host: h.addr}
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return st, err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return st, err
+	}
+	for _, r := range rs {
+		st.Kept = append(st.Kept, r.kept())
+	}
+	if l := live(rs); l != nil {
+		k := l.kept()
+		st.Live = &k
+		st.Detail = fmt.Sprintf("container %s: %s", h.containerName(l.id), l.container.Status)
+	}
+	running := 0
+	for _, r := range rs {
+		if r.running() {
+			running++
+		}
+	}
+	if running > 1 {
+		st.Detail += fmt.Sprintf("; WARNING: %d containers of %s/%s run", running, h.t.app, h.t.env)
+	}
+	return st, nil
+}
+
+// Plan says which image would replace the live one.
+func (h *Host) Plan(ctx context.Context, r targets.Release) (targets.Change, error) {
+	c := targets.Change{Host: h.addr}
+	if err := h.checkRelease(r); err != nil {
+		return c, err
+	}
+	st, err := h.Status(ctx)
+	if err != nil {
+		return c, err
+	}
+	from := "(none)"
+	if st.Live != nil {
+		c.Live = st.Live.ID
+		from = short(st.Live.Image)
+		if st.Live.Digest == r.Digest {
+			c.Noop = true
+			c.Summary = fmt.Sprintf("image %s is live (release %s)", short(r.Image), st.Live.ID)
+			return c, nil
+		}
+		c.Update = []string{"image"}
+	} else {
+		c.Add = []string{"container " + h.containerName(r.ID)}
+	}
+	c.Summary = fmt.Sprintf("image %s -> %s", from, short(r.Image))
+	return c, nil
+}
+
+// short abbreviates the digest of a pinned reference: "repo@sha256:0123456789ab…".
+func short(ref string) string {
+	if i := strings.Index(ref, "@sha256:"); i >= 0 && len(ref) > i+8+12 {
+		return ref[:i+8+12] + "…"
+	}
+	return ref
+}
+
+// checkRelease rejects a release this target cannot deploy.
+func (h *Host) checkRelease(r targets.Release) error {
+	if !validName.MatchString(r.ID) {
+		return fmt.Errorf("release id %q: want letters, digits, '_', '.', '-'", r.ID)
+	}
+	if r.Image == "" {
+		return fmt.Errorf("release %q has no image reference", r.ID)
+	}
+	ref, err := reference.ParseNormalizedNamed(r.Image)
+	if err != nil {
+		return fmt.Errorf("release %q: image reference %q: %w", r.ID, r.Image, err)
+	}
+	dg, ok := ref.(reference.Digested)
+	if !ok {
+		return fmt.Errorf("release %q: image %q is not pinned by digest (want repo@sha256:...): a tag can move between pull and rollback", r.ID, r.Image)
+	}
+	if r.Digest != "" && dg.Digest().String() != r.Digest {
+		return fmt.Errorf("release %q: image %q does not carry the release's digest %s", r.ID, r.Image, r.Digest)
+	}
+	return nil
+}
+
+// Prepare pulls the release's image by digest and creates (without starting) its container.
+func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
+	if err := h.checkRelease(r); err != nil {
+		return err
+	}
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return err
+	}
+	name := h.containerName(r.ID)
+	if have := find(rs, r.ID); have != nil {
+		if have.container.Labels[LabelImage] == r.Image {
+			return nil // staged already
+		}
+		return fmt.Errorf("preparing release %q on %s: container %q exists with another image (%s); discard it first", r.ID, h.addr, name, have.container.Labels[LabelImage])
+	}
+	if err := h.pull(ctx, cli, r.Image); err != nil {
+		return err
+	}
+	cfg, hc := h.containerConfig(r)
+	if _, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, name); err != nil {
+		return fmt.Errorf("creating container %q on %s: %w", name, h.addr, err)
+	}
+	return nil
+}
+
+func (h *Host) containerConfig(r targets.Release) (*container.Config, *container.HostConfig) {
+	o := h.t.o
+	labels := map[string]string{
+		LabelApp:     h.t.app,
+		LabelEnv:     h.t.env,
+		LabelRelease: r.ID,
+		LabelVersion: r.Version,
+		LabelDigest:  r.Digest,
+		LabelImage:   r.Image,
+	}
+	if r.Deployer != "" {
+		labels[LabelDeployer] = r.Deployer
+	}
+	if r.PipelineID != "" {
+		labels[LabelPipeline] = r.PipelineID
+	}
+	if o.hostScope {
+		labels[LabelHost] = h.addr
+	}
+	stop := int(math.Ceil(o.stopTimeout.Seconds()))
+	env := append(append([]string(nil), o.env...), o.hostEnv[h.addr]...)
+	cfg := &container.Config{
+		Image:        r.Image,
+		Env:          env,
+		Labels:       labels,
+		ExposedPorts: o.exposed,
+		StopTimeout:  &stop,
+	}
+	hc := &container.HostConfig{
+		PortBindings:  o.bindings,
+		Binds:         o.volumes,
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(o.restart), MaximumRetryCount: o.restartMax},
+		Resources:     container.Resources{Memory: o.memory, NanoCPUs: o.nanoCPUs},
+		NetworkMode:   container.NetworkMode(o.network),
+	}
+	return cfg, hc
+}
+
+// pull makes the engine pull ref unless it has it: a digest-pinned image never changes.
+func (h *Host) pull(ctx context.Context, cli *client.Client, ref string) error {
+	if _, err := cli.ImageInspect(ctx, ref); err == nil {
+		return nil
+	}
+	var opts image.PullOptions
+	if h.t.o.registryUser != "" {
+		named, err := reference.ParseNormalizedNamed(ref)
+		if err != nil {
+			return fmt.Errorf("pulling %s on %s: %w", ref, h.addr, err)
+		}
+		auth, err := registry.EncodeAuthConfig(registry.AuthConfig{
+			Username:      h.t.o.registryUser,
+			Password:      h.t.o.registryPass,
+			ServerAddress: reference.Domain(named),
+		})
+		if err != nil {
+			return fmt.Errorf("pulling %s on %s: encoding credentials: %w", ref, h.addr, err)
+		}
+		opts.RegistryAuth = auth
+	}
+	rc, err := cli.ImagePull(ctx, ref, opts)
+	if err != nil {
+		return fmt.Errorf("pulling %s on %s: %w", ref, h.addr, err)
+	}
+	defer rc.Close()
+	// The engine reports failures inside the progress stream.
+	dec := json.NewDecoder(rc)
+	for {
+		var m struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("pulling %s on %s: reading the engine's progress: %w", ref, h.addr, err)
+		}
+		if m.Error != "" || m.ErrorDetail.Message != "" {
+			msg := m.ErrorDetail.Message
+			if msg == "" {
+				msg = m.Error
+			}
+			return fmt.Errorf("pulling %s on %s: %s", ref, h.addr, msg)
+		}
+	}
+	if _, err := cli.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("pulling %s on %s: the engine does not have it after the pull: %w", ref, h.addr, err)
+	}
+	return nil
+}
+
+// Activate stops every running container of the app (gracefully: SIGTERM, then SIGKILL
+// after the stop timeout; they are kept) and starts release id's container. An empty id
+// only stops.
+func (h *Host) Activate(ctx context.Context, id string) error {
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return err
+	}
+	var want *release
+	if id != "" {
+		if want = find(rs, id); want == nil {
+			return fmt.Errorf("activating release %q on %s: no container of it is kept there (kept: %q)", id, h.addr, ids(rs))
+		}
+	}
+	secs := int(math.Ceil(h.t.o.stopTimeout.Seconds()))
+	for _, r := range rs {
+		if r.id == id || !r.running() {
+			continue
+		}
+		if err := cli.ContainerStop(ctx, r.container.ID, container.StopOptions{Timeout: &secs}); err != nil {
+			return fmt.Errorf("stopping container %q of release %q on %s: %w", h.containerName(r.id), r.id, h.addr, err)
+		}
+	}
+	if want == nil || want.running() {
+		return nil
+	}
+	if err := cli.ContainerStart(ctx, want.container.ID, container.StartOptions{}); err != nil {
+		return fmt.Errorf("starting container %q of release %q on %s: %w", h.containerName(id), id, h.addr, err)
+	}
+	return nil
+}
+
+// Discard removes release id's container, which must not be running, and its image when no
+// other container uses it. A release that is not there is no error.
+func (h *Host) Discard(ctx context.Context, id string) error {
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return err
+	}
+	r := find(rs, id)
+	if r == nil {
+		return nil
+	}
+	if r.running() {
+		return fmt.Errorf("discarding release %q on %s: its container %q is running (activate another release first)", id, h.addr, h.containerName(id))
+	}
+	if err := cli.ContainerRemove(ctx, r.container.ID, container.RemoveOptions{RemoveVolumes: true}); err != nil {
+		return fmt.Errorf("removing container %q of release %q on %s: %w", h.containerName(id), id, h.addr, err)
+	}
+	inUse := false
+	for _, o := range rs {
+		if o.id != id && o.container.ImageID == r.container.ImageID {
+			inUse = true
+		}
+	}
+	if !inUse {
+		// Best effort: another application's container may use the image; the engine then
+		// refuses, and the image stays.
+		_, _ = cli.ImageRemove(ctx, r.container.ImageID, image.RemoveOptions{PruneChildren: true})
+	}
+	return nil
+}
+
+// CheckHealth waits for the verdict of the HEALTHCHECK of release id's container, watching
+// the engine's events. Without a HEALTHCHECK it only checks that the container runs; the
+// pipeline's configured check says the rest. A container that exits is a failure with its
+// exit status and last log lines.
+func (h *Host) CheckHealth(ctx context.Context, id string) error {
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return err
+	}
+	r := find(rs, id)
+	if r == nil {
+		return fmt.Errorf("checking release %q on %s: no container of it is kept there", id, h.addr)
+	}
+	cid, name := r.container.ID, h.containerName(id)
+	inspect := func() (container.InspectResponse, error) {
+		c, err := cli.ContainerInspect(ctx, cid)
+		if err != nil {
+			return c, fmt.Errorf("inspecting container %q on %s: %w", name, h.addr, err)
+		}
+		return c, nil
+	}
+	c, err := inspect()
+	if err != nil {
+		return err
+	}
+	hasCheck := c.Config != nil && c.Config.Healthcheck != nil && len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] != "NONE"
+	if v, done := h.verdict(ctx, cli, name, c, hasCheck); done {
+		return v
+	}
+	// Replay the events since the container started, so none between the inspection and
+	// the subscription is missed; the inspection after each is the truth.
+	started, _ := time.Parse(time.RFC3339Nano, c.State.StartedAt)
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs, errs := cli.Events(ectx, events.ListOptions{
+		Since:   fmt.Sprintf("%d.%09d", started.Unix(), started.Nanosecond()),
+		Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("container", cid)),
+	})
+	for {
+		select {
+		case <-ctx.Done():
+			status := "starting"
+			if c.State.Health != nil {
+				status = string(c.State.Health.Status)
+			}
+			return fmt.Errorf("waiting for container %q on %s to be healthy (it is %s): %w", name, h.addr, status, ctx.Err())
+		case err := <-errs:
+			return fmt.Errorf("watching container %q on %s: %w", name, h.addr, err)
+		case m := <-msgs:
+			if m.TimeNano < started.UnixNano() {
+				continue
+			}
+			switch {
+			case m.Action == events.ActionDie:
+				code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+				return h.exited(ctx, cli, name, code)
+			case strings.HasPrefix(string(m.Action), string(events.ActionHealthStatus)):
+				if c, err = inspect(); err != nil {
+					return err
+				}
+				if v, done := h.verdict(ctx, cli, name, c, hasCheck); done {
+					return v
+				}
+			}
+		}
+	}
+}
+
+// verdict reads an inspection: done is false while the health check has not decided.
+func (h *Host) verdict(ctx context.Context, cli *client.Client, name string, c container.InspectResponse, hasCheck bool) (err error, done bool) {
+	s := c.State
+	if s == nil {
+		return fmt.Errorf("container %q on %s has no state", name, h.addr), true
+	}
+	if !s.Running || s.Restarting {
+		if s.Status == container.StateCreated {
+			return fmt.Errorf("container %q on %s was never started", name, h.addr), true
+		}
+		return h.exited(ctx, cli, name, s.ExitCode), true
+	}
+	if !hasCheck {
+		return nil, true
+	}
+	if s.Health == nil {
+		return nil, false
+	}
+	switch s.Health.Status {
+	case container.Healthy:
+		return nil, true
+	case container.Unhealthy:
+		probe := ""
+		if n := len(s.Health.Log); n > 0 {
+			last := s.Health.Log[n-1]
+			probe = fmt.Sprintf(" (last check: exit %d: %s)", last.ExitCode, strings.TrimSpace(last.Output))
+		}
+		return fmt.Errorf("container %q on %s is unhealthy: its HEALTHCHECK failed %d times%s; last log lines:\n%s",
+			name, h.addr, s.Health.FailingStreak, probe, h.logTail(ctx, cli, name)), true
+	}
+	return nil, false
+}
+
+func (h *Host) exited(ctx context.Context, cli *client.Client, name string, code int) error {
+	return fmt.Errorf("container %q on %s exited with status %d; last log lines:\n%s", name, h.addr, code, h.logTail(ctx, cli, name))
+}
+
+// logTail returns the container's last log lines, or why they cannot be read.
+func (h *Host) logTail(ctx context.Context, cli *client.Client, name string) string {
+	rc, err := cli.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(logLines)})
+	if err != nil {
+		return fmt.Sprintf("(reading the logs: %v)", err)
+	}
+	defer rc.Close()
+	var b bytes.Buffer
+	if _, err := stdcopy.StdCopy(&b, &b, io.LimitReader(rc, 64<<10)); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Sprintf("%s(reading the logs: %v)", b.String(), err)
+	}
+	s := strings.TrimRight(b.String(), "\n")
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// Run runs cmd on the host over SSH, with env added to its environment.
+func (h *Host) Run(ctx context.Context, cmd string, env map[string]string) ([]byte, error) {
+	sc, err := h.sshClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	words := []string{"env"}
+	for k, v := range env {
+		words = append(words, k+"="+v)
+	}
+	line := sshconn.QuoteAll(append(words, "sh", "-c", cmd)...)
+	stdout, stderr, err := sc.Run(ctx, line)
+	return append(stdout, stderr...), err
+}
+
+func unixTime(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
+}
