@@ -3,6 +3,7 @@ package testbench
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -48,32 +49,59 @@ var helloBuild struct {
 	err  error
 }
 
-// HelloBinary builds examples/hello (CGO_ENABLED=0, static) once per test binary and
-// returns the binary's path.
+// HelloBinary builds examples/hello (CGO_ENABLED=0, static) and returns the binary's path.
+// The binary is cached in the user's cache directory, keyed by the sources and the Go
+// version, so later test runs reuse it.
 func HelloBinary(t testing.TB) string {
 	t.Helper()
-	helloBuild.once.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		src := filepath.Join(filepath.Dir(file), "..", "..", "examples", "hello")
-		dir, err := os.MkdirTemp("", "pd-hello-")
-		if err != nil {
-			helloBuild.err = err
-			return
-		}
-		out := filepath.Join(dir, "hello")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, ".")
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			helloBuild.err = fmt.Errorf("building examples/hello: %w: %s", err, b)
-			return
-		}
-		helloBuild.path = out
-	})
+	helloBuild.once.Do(func() { helloBuild.path, helloBuild.err = buildHello() })
 	if helloBuild.err != nil {
 		t.Fatal(helloBuild.err)
 	}
 	return helloBuild.path
+}
+
+func buildHello() (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(file), "..", "..", "examples", "hello")
+	files, err := filepath.Glob(filepath.Join(src, "*.go"))
+	if err != nil || len(files) == 0 {
+		return "", fmt.Errorf("building examples/hello: no sources in %s", src)
+	}
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version(), runtime.GOARCH)
+	for _, f := range append(files, filepath.Join(src, "go.mod")) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("building examples/hello: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+		h.Write(b)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out := filepath.Join(cache, "pushdeploy", fmt.Sprintf("hello-%x", h.Sum(nil)[:8]))
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", fmt.Errorf("building examples/hello: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.%d", out, os.Getpid())
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("building examples/hello: %w: %s", err, b)
+	}
+	// Concurrent test binaries may race here: the rename is atomic and either copy is good.
+	if err := os.Rename(tmp, out); err != nil {
+		return "", fmt.Errorf("building examples/hello: %w", err)
+	}
+	return out, nil
 }
 
 // PushHello builds the image spec describes and pushes it to repo on reg. It returns the
