@@ -235,4 +235,3 @@ func mustNotContain(t *testing.T, s, secret, what string) {
 		t.Fatalf("%s appears in %q", what, s)
 	}
 }
-
