@@ -64,6 +64,11 @@ func (e *DeployError) Unwrap() error { return e.HostError }
 type engine struct {
 	t targets.Target
 	o *options
+
+	// What apply did, for undo: the hosts it switched (indexes into t.Hosts()) and the
+	// release each host ran before ("" none).
+	switched []int
+	prev     []string
 }
 
 func newEngine(t targets.Target, opts []Option) (*engine, error) {
@@ -270,14 +275,30 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 			break
 		}
 	}
+	e.switched, e.prev = switched, prev
 	if failure == nil {
 		return nil
 	}
 	de := &DeployError{HostError: failure}
-	rec.Rollback = &RollbackInfo{Reason: failure.Error()}
+	e.undo(ctx, failure.Error(), rec, de)
+	// The failed release goes away wherever it was staged and is not live.
+	for _, i := range prepared {
+		if err := hosts[i].Discard(context.WithoutCancel(ctx), moves[i].id); err != nil {
+			e.logf("warning: %s: removing failed release %s: %v", hosts[i].Name(), moves[i].id, err)
+		}
+	}
+	return de
+}
+
+// undo returns every host that apply switched to the release it ran before, in parallel,
+// and notes what it did in rec and de.
+func (e *engine) undo(ctx context.Context, reason string, rec *Record, de *DeployError) {
+	hosts := e.t.Hosts()
+	rec.Rollback = &RollbackInfo{Reason: reason}
 	// Roll back on a context of its own: a cancelled or timed-out deploy still restores.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	defer cancel()
+	switched := append([]int(nil), e.switched...)
 	sort.Ints(switched)
 	e.logf("rolling back %d host(s)", len(switched))
 	errs := make([]error, len(switched))
@@ -286,14 +307,14 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h := hosts[i]
-			if err := h.Activate(rctx, prev[i]); err != nil {
-				errs[k] = fmt.Errorf("host %q: re-activating %q: %w", h.Name(), prev[i], err)
+			h, prev := hosts[i], e.prev[i]
+			if err := h.Activate(rctx, prev); err != nil {
+				errs[k] = fmt.Errorf("host %q: re-activating %q: %w", h.Name(), prev, err)
 				return
 			}
-			if prev[i] != "" {
-				if err := e.healthy(rctx, h, prev[i]); err != nil {
-					errs[k] = fmt.Errorf("host %q: previous release %q unhealthy after rollback: %w", h.Name(), prev[i], err)
+			if prev != "" {
+				if err := e.healthy(rctx, h, prev); err != nil {
+					errs[k] = fmt.Errorf("host %q: previous release %q unhealthy after rollback: %w", h.Name(), prev, err)
 				}
 			}
 		}()
@@ -311,13 +332,7 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 			rec.Hosts[i].Outcome = OutcomeRolledBack
 		}
 	}
-	// The failed release goes away wherever it was staged and is not live.
-	for _, i := range prepared {
-		if err := hosts[i].Discard(rctx, moves[i].id); err != nil {
-			e.logf("warning: %s: removing failed release %s: %v", hosts[i].Name(), moves[i].id, err)
-		}
-	}
-	return de
+	e.switched = nil
 }
 
 // prune removes releases beyond the configured number, never the live or previous one.

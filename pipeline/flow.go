@@ -1,0 +1,661 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// Request is one deploy of one environment, as the Dagger module or the CLI hands it over:
+// plain Go values, the adapter's own work (building, running hooks in a container, making
+// targets) passed in as functions.
+type Request struct {
+	// File is the environments file; Env names the environment to deploy.
+	File *config.File
+	Env  string
+	// Source says what is deployed: the commit, branch, git tag and version.
+	Source Source
+	// ApprovedBy names who approved a deploy to a protected environment; CI's own gate
+	// supplies it (the GitHub job bound to the environment, Jenkins' input step).
+	ApprovedBy string
+	// Deployer names who deploys; PipelineID and RunURL the CI run that does.
+	Deployer   string
+	PipelineID string
+	RunURL     string
+	// Secrets are the secret values the file names.
+	Secrets Secrets
+	// Artifact is what to deploy when the caller built it already (or is handed it by an
+	// earlier job): Build is then skipped.
+	Artifact *Artifact
+	// Build builds and tests the application, for environments that do not promote.
+	Build func(ctx context.Context) (*Artifact, error)
+	// Publish pushes an image artifact and returns its digest reference; Promote copies one
+	// by digest. Both default to the publish package, configured from the file.
+	Publish Publisher
+	// Targets makes the target of an environment, with the secrets resolved.
+	Targets TargetMaker
+	// RunHook runs a hook command in a container (the module) or locally (the CLI).
+	RunHook func(ctx context.Context, cmd string, env map[string]string) ([]byte, error)
+	// Notify sends markers and notifications; warnings go into the record. Nil: none sent.
+	Notify func(ctx context.Context, env *config.Environment, rec *Record, secrets *Secrets) []string
+	// Log receives the report of each stage as it runs. Secret values are masked in it.
+	Log io.Writer
+}
+
+// Source is the version being deployed.
+type Source struct {
+	Revision string `json:"revision,omitempty"`
+	Branch   string `json:"branch,omitempty"`
+	Tag      string `json:"tag,omitempty"`
+	Version  string `json:"version,omitempty"`
+}
+
+// Artifact is a build's output.
+type Artifact struct {
+	// Dir holds the files that ssh targets deploy.
+	Dir string
+	// ImagePath is an OCI layout or tarball that image targets publish.
+	ImagePath string
+	// Image is a published, digest-pinned image reference: nothing to publish.
+	Image string
+}
+
+// TargetMaker makes the target of the named environment.
+type TargetMaker func(ctx context.Context, app, name string, env *config.Environment, secrets *Secrets) (targets.Target, error)
+
+// Publisher pushes and copies images.
+type Publisher interface {
+	// Publish pushes the image at path and returns "repo@sha256:...".
+	Publish(ctx context.Context, path string, img *config.Image, src Source, secrets *Secrets) (string, error)
+	// Promote copies digestRef into img's repository (a no-op when it is there already)
+	// and returns the reference there.
+	Promote(ctx context.Context, digestRef string, img *config.Image, src Source, secrets *Secrets) (string, error)
+}
+
+// ArtifactDigester is a target that deploys files and can say which digest a directory of
+// artifacts would deploy as (the digest of its manifest), for no-op and promotion checks.
+type ArtifactDigester interface {
+	ArtifactDigest(dir string) (string, error)
+}
+
+// run is the state one deploy carries from stage to stage.
+type run struct {
+	req     *Request
+	env     *config.Environment
+	target  targets.Target
+	e       *engine
+	art     *Artifact
+	release targets.Release
+	promote string // the digest reference live in the source environment
+	st      []targets.Status
+	rec     Record
+	unlock  func()
+	noop    bool
+	failed  error
+	log     io.Writer
+}
+
+// stage is one step of the deploy flow.
+type stage struct {
+	name string
+	run  func(ctx context.Context, r *run) error
+	// always runs the stage after an earlier one failed (records, unlocking, notifying).
+	always bool
+}
+
+// stages is the deploy flow, in its fixed order.
+var stages = []stage{
+	// Pick the environment from the file and make its target: bad settings stop here,
+	// before anything is touched.
+	{name: "resolve", run: resolveStage},
+	// Approval for protected environments, the promotion source's live digest.
+	{name: "gates", run: gatesStage},
+	// Build and test, unless promoting or handed a built artifact.
+	{name: "build", run: buildStage},
+	// Push the image (or copy it by digest when promoting); file targets have nothing to
+	// publish.
+	{name: "publish", run: publishStage},
+	// Take the target's deploy lock; it covers only the stages that change the target.
+	{name: "lock", run: lockStage},
+	// Commands before anything changes; a failure stops the deploy.
+	{name: "pre-deploy hooks", run: preHooksStage},
+	// Batches of hosts: prepare, switch, health; a failing host rolls every switched one back.
+	{name: "deploy", run: deployStage},
+	// Every host once more, after the last batch.
+	{name: "health", run: healthStage},
+	// Integration checks; a failure rolls the deploy back unless the environment says not.
+	{name: "post-deploy hooks", run: postHooksStage},
+	// The deployment record, into the target's history.
+	{name: "record", run: recordStage, always: true},
+	// Let the next deploy in.
+	{name: "unlock", run: unlockStage, always: true},
+	// Markers and notifications; a failure is a warning in the record, never a failed deploy.
+	{name: "notify", run: notifyStage, always: true},
+}
+
+// Deploy runs the deploy flow for one environment and returns its record. Every stage is
+// reported to req.Log with its duration; a stage that does not apply says why; an error
+// names its stage.
+func Deploy(ctx context.Context, req Request) (*Record, error) {
+	log := newMasker(orDiscard(req.Log), req.Secrets.values())
+	r := &run{req: &req, log: log}
+	r.rec.Started = time.Now().UTC()
+	for _, s := range stages {
+		if r.failed != nil && !s.always {
+			continue
+		}
+		if r.noop && !s.always {
+			continue
+		}
+		start := time.Now()
+		err := s.run(ctx, r)
+		d := time.Since(start)
+		st := StageTime{Stage: s.name, Millis: d.Milliseconds(), Outcome: "ok"}
+		switch {
+		case err == nil:
+			fmt.Fprintf(log, "==> %s: ok (%s)\n", s.name, round(d))
+		case IsSkip(err):
+			st.Outcome = err.Error()
+			fmt.Fprintf(log, "==> %s: %s\n", s.name, err)
+		default:
+			st.Outcome = "failed"
+			fmt.Fprintf(log, "==> %s: FAILED (%s): %v\n", s.name, round(d), err)
+			if r.failed == nil {
+				r.failed = &StageError{Stage: s.name, Err: err}
+			}
+		}
+		r.rec.Stages = append(r.rec.Stages, st)
+	}
+	if r.failed != nil {
+		return &r.rec, maskError(r.failed, req.Secrets.values())
+	}
+	return &r.rec, nil
+}
+
+func resolveStage(ctx context.Context, r *run) error {
+	if r.req.File == nil {
+		return errors.New("no environments file")
+	}
+	env, err := r.req.File.Env(r.req.Env)
+	if err != nil {
+		return err
+	}
+	r.env = env
+	if r.req.Targets == nil {
+		return errors.New("no way to make targets")
+	}
+	t, err := r.req.Targets(ctx, r.req.File.App, r.req.Env, env, &r.req.Secrets)
+	if err != nil {
+		return fmt.Errorf("environment %q: %w", r.req.Env, err)
+	}
+	r.target = t
+	opts, err := engineOptions(env, r)
+	if err != nil {
+		return fmt.Errorf("environment %q: %w", r.req.Env, err)
+	}
+	e, err := newEngine(t, opts)
+	if err != nil {
+		return fmt.Errorf("environment %q: %w", r.req.Env, err)
+	}
+	r.e = e
+	now := time.Now()
+	r.release = targets.Release{
+		ID: NewReleaseID(now), App: r.req.File.App, Env: r.req.Env,
+		Version:  firstNonEmpty(r.req.Source.Version, r.req.Source.Tag, r.req.Source.Revision),
+		Deployer: r.e.o.owner, PipelineID: r.req.PipelineID,
+	}
+	r.rec = newRecord("deploy", t, r.release, e.o)
+	r.rec.ApprovedBy = r.req.ApprovedBy
+	fmt.Fprintf(r.log, "    %s: %s target, %d host(s)\n", r.req.Env, t.Kind(), len(t.Hosts()))
+	return nil
+}
+
+// engineOptions turns an environment's settings into the engine's options.
+func engineOptions(env *config.Environment, r *run) ([]Option, error) {
+	opts := []Option{WithLogger(prefixed(r.log, "    "))}
+	if r.req.Deployer != "" {
+		opts = append(opts, WithOwner(r.req.Deployer, r.req.PipelineID))
+	}
+	if env.Batches.Count > 0 {
+		opts = append(opts, WithBatchSize(env.Batches.Count))
+	}
+	if env.Batches.Percent > 0 {
+		opts = append(opts, WithBatchPercent(env.Batches.Percent))
+	}
+	if env.Keep > 0 {
+		opts = append(opts, WithKeep(env.Keep))
+	}
+	if env.Lock.Wait.Duration > 0 {
+		opts = append(opts, WithLockWait(env.Lock.Wait.Duration))
+	}
+	if env.Lock.TTL.Duration > 0 {
+		opts = append(opts, WithLockTTL(env.Lock.TTL.Duration))
+	}
+	if h := env.Health; h != nil && (h.HTTP != nil || h.Command != "") {
+		hc := HealthCheck{Command: h.Command, Interval: h.Interval.Duration, Timeout: h.Timeout.Duration, Retries: h.Retries}
+		if h.HTTP != nil {
+			hc.URL, hc.Status, hc.Body = h.HTTP.URL, h.HTTP.Status, h.HTTP.Body
+		}
+		opts = append(opts, WithHealthCheck(hc))
+	}
+	return opts, nil
+}
+
+func gatesStage(ctx context.Context, r *run) error {
+	var applied []string
+	if r.env.Protected {
+		if strings.TrimSpace(r.req.ApprovedBy) == "" {
+			return fmt.Errorf("environment %q is protected and this deploy is not approved: "+
+				"pass --approved-by NAME (in CI, the approver from the environment's gate: GitHub's "+
+				"environment reviewers, Jenkins' input submitter); nothing was changed", r.req.Env)
+		}
+		applied = append(applied, fmt.Sprintf("approved by %q", r.req.ApprovedBy))
+	}
+	if from := r.env.From; from != "" {
+		ref, err := r.liveIn(ctx, from)
+		if err != nil {
+			return err
+		}
+		r.promote = ref
+		applied = append(applied, fmt.Sprintf("promoting %s, live and healthy in %q", ref, from))
+	}
+	if len(applied) == 0 {
+		return Skip("environment %q is not protected and promotes from nowhere", r.req.Env)
+	}
+	fmt.Fprintf(r.log, "    %s\n", strings.Join(applied, "; "))
+	return nil
+}
+
+// liveIn returns what is live and healthy on every host of environment from: an image
+// reference for image targets, a digest for file targets.
+func (r *run) liveIn(ctx context.Context, from string) (string, error) {
+	src, err := r.req.File.Env(from)
+	if err != nil {
+		return "", fmt.Errorf("promotion source: %w", err)
+	}
+	t, err := r.req.Targets(ctx, r.req.File.App, from, src, &r.req.Secrets)
+	if err != nil {
+		return "", fmt.Errorf("promotion source %q: %w", from, err)
+	}
+	defer t.Close()
+	opts, err := engineOptions(src, r)
+	if err != nil {
+		return "", err
+	}
+	e, err := newEngine(t, opts)
+	if err != nil {
+		return "", fmt.Errorf("promotion source %q: %w", from, err)
+	}
+	st, err := e.statuses(ctx)
+	if err != nil {
+		return "", fmt.Errorf("promotion source %q: %w", from, err)
+	}
+	ref := ""
+	for i, s := range st {
+		if s.Live == nil {
+			return "", fmt.Errorf("promotion source %q: nothing is live on host %q", from, s.Host)
+		}
+		cur := firstNonEmpty(s.Live.Image, s.Live.Digest)
+		if ref == "" {
+			ref = cur
+		} else if digestOf(cur) != digestOf(ref) {
+			return "", fmt.Errorf("promotion source %q is mid-rollout: host %q runs %s, host %q runs %s", from, st[0].Host, digestOf(ref), s.Host, digestOf(cur))
+		}
+		if err := e.healthy(ctx, t.Hosts()[i], s.Live.ID); err != nil {
+			return "", fmt.Errorf("promotion source %q is not healthy on host %q: %w", from, s.Host, err)
+		}
+	}
+	return ref, nil
+}
+
+// digestOf is the digest of a reference ("repo@sha256:..." or "sha256:...").
+func digestOf(ref string) string {
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		return ref[i+1:]
+	}
+	return ref
+}
+
+func buildStage(ctx context.Context, r *run) error {
+	switch {
+	case r.promote != "":
+		if r.req.Artifact != nil && r.req.Artifact.Image != "" && digestOf(r.req.Artifact.Image) != digestOf(r.promote) {
+			return fmt.Errorf("environment %q deploys only what is live in %q: asked for %s, but %q runs %s",
+				r.req.Env, r.env.From, digestOf(r.req.Artifact.Image), r.env.From, digestOf(r.promote))
+		}
+		if r.req.Artifact != nil && r.req.Artifact.Dir != "" {
+			r.art = r.req.Artifact
+			return Skip("promoting the artifacts live in %q, never rebuilt", r.env.From)
+		}
+		r.art = &Artifact{Image: r.promote}
+		return Skip("promoting %s from %q, never rebuilt", digestOf(r.promote), r.env.From)
+	case r.req.Artifact != nil:
+		r.art = r.req.Artifact
+		return Skip("deploying the artifact given to the deploy")
+	case r.req.Build == nil:
+		return errors.New("nothing to deploy: no artifact was given and this runner cannot build (give --artifacts or --image)")
+	}
+	art, err := r.req.Build(ctx)
+	if err != nil {
+		return err
+	}
+	r.art = art
+	return nil
+}
+
+func publishStage(ctx context.Context, r *run) error {
+	if r.env.SSH != nil {
+		return r.fileDigest()
+	}
+	img := r.req.File.Image
+	switch {
+	case r.art.Image != "" && r.promote != "":
+		if img == nil {
+			return fmt.Errorf("promoting to %q needs the file's image settings", r.req.Env)
+		}
+		ref, err := r.publisher().Promote(ctx, r.art.Image, img, r.req.Source, &r.req.Secrets)
+		if err != nil {
+			return err
+		}
+		r.setImage(ref)
+		fmt.Fprintf(r.log, "    promoted to %s\n", ref)
+		return nil
+	case r.art.Image != "":
+		r.setImage(r.art.Image)
+		return Skip("the image is published already: %s", r.art.Image)
+	case r.art.ImagePath == "":
+		return errors.New("nothing to publish: the build produced no image")
+	case img == nil:
+		return fmt.Errorf("environment %q runs an image, but the file has no image settings (image.repository)", r.req.Env)
+	}
+	ref, err := r.publisher().Publish(ctx, r.art.ImagePath, img, r.req.Source, &r.req.Secrets)
+	if err != nil {
+		return err
+	}
+	r.setImage(ref)
+	fmt.Fprintf(r.log, "    published %s\n", ref)
+	return nil
+}
+
+// fileDigest names a file deploy's release by the digest of its artifacts.
+func (r *run) fileDigest() error {
+	if r.art == nil || r.art.Dir == "" {
+		return errors.New("the ssh target deploys files, but the build produced no artifact directory")
+	}
+	d, ok := r.target.(ArtifactDigester)
+	if !ok {
+		return fmt.Errorf("the %s target cannot digest artifacts", r.target.Kind())
+	}
+	digest, err := d.ArtifactDigest(r.art.Dir)
+	if err != nil {
+		return err
+	}
+	if r.promote != "" && digest != digestOf(r.promote) {
+		return fmt.Errorf("environment %q deploys only what is live in %q: the artifacts are %s, but %q runs %s",
+			r.req.Env, r.env.From, digest, r.env.From, digestOf(r.promote))
+	}
+	r.release.Artifacts, r.release.Digest = r.art.Dir, digest
+	r.syncRecord()
+	return Skip("file target: nothing to publish (artifacts %s)", digest)
+}
+
+func (r *run) setImage(ref string) {
+	r.release.Image, r.release.Digest = ref, digestOf(ref)
+	r.syncRecord()
+}
+
+func (r *run) syncRecord() {
+	r.rec.Digest, r.rec.Image = r.release.Digest, r.release.Image
+}
+
+func (r *run) publisher() Publisher {
+	if r.req.Publish != nil {
+		return r.req.Publish
+	}
+	return registryPublisher{}
+}
+
+func lockStage(ctx context.Context, r *run) error {
+	st, err := r.e.statuses(ctx)
+	if err != nil {
+		return err
+	}
+	if _, all := live(st, r.release.Digest); all {
+		r.noop = true
+		r.rec.Outcome = OutcomeUnchanged
+		for _, s := range st {
+			r.rec.Hosts = append(r.rec.Hosts, HostResult{Host: s.Host, Previous: s.Live.ID, Outcome: OutcomeUnchanged})
+		}
+		return Skip("%s is live on every host already: nothing to deploy", r.release.Digest)
+	}
+	unlock, err := r.e.lock(ctx)
+	if err != nil {
+		return err
+	}
+	r.unlock = unlock
+	// Read again under the lock: another deploy may have finished while we waited.
+	r.st, err = r.e.statuses(ctx)
+	return err
+}
+
+func preHooksStage(ctx context.Context, r *run) error {
+	return r.hooks(ctx, "pre-deploy", r.env.Hooks.PreDeploy)
+}
+
+func deployStage(ctx context.Context, r *run) error {
+	moves := make([]move, len(r.st))
+	for i, s := range r.st {
+		moves[i] = move{id: r.release.ID, release: &r.release, skip: s.Live != nil && s.Live.Digest == r.release.Digest}
+	}
+	err := r.e.apply(ctx, moves, r.st, &r.rec)
+	if err != nil && r.rec.Rollback != nil {
+		r.postRollback(ctx)
+	}
+	return err
+}
+
+func healthStage(ctx context.Context, r *run) error {
+	if r.e.o.health == nil {
+		return Skip("no health check configured beyond the target's own, which ran per host")
+	}
+	err := eachHost(r.target.Hosts(), func(i int, h targets.Host) error {
+		if err := r.e.o.health.check(ctx, h, r.release.ID); err != nil {
+			return &HostError{Host: h.Name(), Step: StepHealth, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		r.rollback(ctx, err)
+	}
+	return err
+}
+
+func postHooksStage(ctx context.Context, r *run) error {
+	err := r.hooks(ctx, "post-deploy", r.env.Hooks.PostDeploy)
+	if err == nil || IsSkip(err) {
+		return err
+	}
+	if r.env.Hooks.ContinueOnFailure {
+		r.rec.Warnings = append(r.rec.Warnings, "post-deploy hook failed (continue_on_failure): "+err.Error())
+		fmt.Fprintf(r.log, "    warning: %v (continue_on_failure is set: the deploy stands)\n", err)
+		return nil
+	}
+	r.rollback(ctx, err)
+	return err
+}
+
+// rollback undoes a deploy that every host had taken, after a later stage failed.
+func (r *run) rollback(ctx context.Context, cause error) {
+	de := &DeployError{HostError: &HostError{Step: "after deploy", Err: cause}}
+	r.e.undo(ctx, cause.Error(), &r.rec, de)
+	for _, rerr := range de.RollbackErrors {
+		fmt.Fprintf(r.log, "    ROLLBACK FAILED: %v\n", rerr)
+	}
+	r.postRollback(ctx)
+}
+
+func (r *run) postRollback(ctx context.Context) {
+	if err := r.hooks(ctx, "post-rollback", r.env.Hooks.PostRollback); err != nil && !IsSkip(err) {
+		r.rec.Warnings = append(r.rec.Warnings, "post-rollback hook failed: "+err.Error())
+	}
+}
+
+func recordStage(ctx context.Context, r *run) error {
+	if r.e == nil {
+		return Skip("no target was resolved")
+	}
+	r.rec.Finished = time.Now().UTC()
+	switch {
+	case r.noop:
+		r.rec.Outcome = OutcomeUnchanged
+	case r.failed == nil:
+		r.rec.Outcome = OutcomeDeployed
+	case r.rec.Rollback != nil && len(r.rec.Rollback.Errors) == 0:
+		r.rec.Outcome, r.rec.Error = OutcomeRolledBack, r.failed.Error()
+	default:
+		r.rec.Outcome, r.rec.Error = OutcomeFailed, r.failed.Error()
+	}
+	if r.unlock == nil {
+		// Nothing changed on the target (refused at a gate, or no change to make): the
+		// record goes to the log and notifications only.
+		return Skip("nothing changed on the target: the record is not kept there")
+	}
+	if r.failed == nil {
+		r.e.prune(ctx)
+	}
+	r.e.journal(ctx, &r.rec)
+	fmt.Fprintf(r.log, "    record %s: %s\n", r.rec.ID, r.rec.Outcome)
+	return nil
+}
+
+func unlockStage(_ context.Context, r *run) error {
+	if r.unlock == nil {
+		return Skip("the lock was not taken")
+	}
+	r.unlock()
+	r.unlock = nil
+	return nil
+}
+
+func notifyStage(ctx context.Context, r *run) error {
+	if r.env == nil {
+		return Skip("no environment was resolved")
+	}
+	if r.req.Notify == nil {
+		return Skip("no notifier")
+	}
+	if r.rec.Outcome == "" {
+		// A deploy refused before it reached the target.
+		r.rec.Outcome, r.rec.Error = OutcomeFailed, r.failed.Error()
+		r.rec.Finished = time.Now().UTC()
+	}
+	warnings := r.req.Notify(ctx, r.env, &r.rec, &r.req.Secrets)
+	for _, w := range warnings {
+		fmt.Fprintf(r.log, "    warning: %s\n", w)
+	}
+	r.rec.Warnings = append(r.rec.Warnings, warnings...)
+	return nil
+}
+
+// hooks runs the commands of one hook point, where the environment says.
+func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
+	if len(cmds) == 0 {
+		return Skip("no %s hooks", point)
+	}
+	env := r.hookEnv()
+	timeout := r.env.Hooks.Timeout.Duration
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	for _, c := range cmds {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		var err error
+		var out []byte
+		if r.env.Hooks.Where == "hosts" {
+			err = eachHost(r.target.Hosts(), func(_ int, h targets.Host) error {
+				cm, ok := h.(targets.Commander)
+				if !ok {
+					return fmt.Errorf("host %q cannot run hook commands", h.Name())
+				}
+				o, err := cm.Run(hctx, c, env)
+				if err != nil {
+					return fmt.Errorf("host %q: %w: %s", h.Name(), err, tail(o, 4000))
+				}
+				return nil
+			})
+		} else {
+			if r.req.RunHook == nil {
+				cancel()
+				return fmt.Errorf("%s hook %q: this runner cannot run hooks in a container", point, c)
+			}
+			out, err = r.req.RunHook(hctx, c, env)
+			if err != nil {
+				err = fmt.Errorf("%w: %s", err, tail(out, 4000))
+			}
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s hook %q: %w", point, c, err)
+		}
+		fmt.Fprintf(r.log, "    %s hook ok: %s\n", point, c)
+	}
+	return nil
+}
+
+// hookEnv is the record's fields as environment variables.
+func (r *run) hookEnv() map[string]string {
+	return map[string]string{
+		"PUSHDEPLOY_APP":         r.rec.App,
+		"PUSHDEPLOY_ENV":         r.rec.Env,
+		"PUSHDEPLOY_RELEASE":     r.release.ID,
+		"PUSHDEPLOY_VERSION":     r.rec.Version,
+		"PUSHDEPLOY_DIGEST":      r.release.Digest,
+		"PUSHDEPLOY_IMAGE":       r.release.Image,
+		"PUSHDEPLOY_DEPLOYER":    r.rec.Deployer,
+		"PUSHDEPLOY_APPROVED_BY": r.rec.ApprovedBy,
+		"PUSHDEPLOY_PIPELINE_ID": r.rec.PipelineID,
+		"PUSHDEPLOY_REVISION":    r.req.Source.Revision,
+		"PUSHDEPLOY_KIND":        r.rec.Kind,
+	}
+}
+
+func round(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(10 * time.Millisecond)
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// prefixed indents every line written to w.
+func prefixed(w io.Writer, prefix string) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		lines := bytes.SplitAfter(p, []byte("\n"))
+		for _, l := range lines {
+			if len(l) == 0 {
+				continue
+			}
+			if _, err := w.Write(append([]byte(prefix), l...)); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,85 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
+)
+
+// Secrets are the secret values a deploy was given. The environments file only names them
+// (config.SecretRef); the caller passes the values: the Dagger module as *dagger.Secret
+// arguments, the CLI from files and environment variables.
+type Secrets struct {
+	// SSHKey is the SSH private key for ssh and docker targets (--ssh-key).
+	SSHKey []byte
+	// KnownHosts are the known_hosts lines host keys are verified against (--known-hosts).
+	KnownHosts []byte
+	// Kubeconfig is the kubeconfig for kubernetes targets (--kubeconfig).
+	Kubeconfig []byte
+	// RegistryPassword logs in to the image's registry (--registry-password).
+	RegistryPassword []byte
+	// Named holds the secrets the file names by NAME.
+	Named map[string][]byte
+	// Local allows env:NAME and file:PATH references, read where pushdeploy runs (the
+	// CLI). In the Dagger module they would read the function's own container, so there
+	// they are refused.
+	Local bool
+}
+
+// resolve returns the value of ref, or of slot when ref is empty. what names the secret
+// in errors, which never hold a value.
+func (s *Secrets) resolve(ref config.SecretRef, slot []byte, what string) ([]byte, error) {
+	switch ref.Kind() {
+	case "":
+		return slot, nil
+	case "name":
+		v, ok := s.Named[ref.Name()]
+		if !ok {
+			return nil, fmt.Errorf("%s: secret %q was not passed to the deploy (known: %s)", what, ref.Name(), s.names())
+		}
+		return v, nil
+	case "env":
+		if !s.Local {
+			return nil, fmt.Errorf("%s: %q reads the environment where pushdeploy runs, which the Dagger module does not share: pass the secret by name", what, string(ref))
+		}
+		v, ok := os.LookupEnv(ref.Name())
+		if !ok {
+			return nil, fmt.Errorf("%s: environment variable %q is not set", what, ref.Name())
+		}
+		return []byte(v), nil
+	case "file":
+		if !s.Local {
+			return nil, fmt.Errorf("%s: %q reads a file where pushdeploy runs, which the Dagger module does not share: pass the secret by name", what, string(ref))
+		}
+		v, err := os.ReadFile(ref.Name())
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading secret file: %w", what, err)
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("%s: unknown secret reference form", what)
+}
+
+func (s *Secrets) names() string {
+	if len(s.Named) == 0 {
+		return "none"
+	}
+	var n []string
+	for k := range s.Named {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return strings.Join(n, ", ")
+}
+
+// values lists every secret value, for scrubbing output.
+func (s *Secrets) values() [][]byte {
+	out := [][]byte{s.SSHKey, s.Kubeconfig, s.RegistryPassword}
+	for _, v := range s.Named {
+		out = append(out, v)
+	}
+	return out
+}
