@@ -1,0 +1,220 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testbench"
+	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// rollout deploys r with the pipeline's engine, as the CLI does.
+func (b *bench) rollout(tg *Target, r targets.Release, opts ...pipeline.Option) error {
+	b.t.Helper()
+	var log bytes.Buffer
+	_, err := pipeline.Rollout(context.Background(), tg, r, append([]pipeline.Option{pipeline.WithLogger(&log)}, opts...)...)
+	b.t.Logf("rollout %s:\n%s", r.ID, log.String())
+	return err
+}
+
+// deployV1 deploys a healthy v1 and returns its release.
+func (b *bench) deployV1(tg *Target) targets.Release {
+	b.t.Helper()
+	ref, dg := b.image("v1", nil)
+	r := b.release("20261127T000001Z", "v1", ref, dg)
+	if err := b.rollout(tg, r); err != nil {
+		b.t.Fatalf("deploying v1: %v", err)
+	}
+	b.expect(b.name(r.ID), "200 ok v1")
+	return r
+}
+
+func (b *bench) name(id string) string { return b.app + "-test-" + id }
+
+// kept returns the ids of the releases kept on the target's first host.
+func (b *bench) kept(tg *Target) []string {
+	b.t.Helper()
+	st, err := tg.Hosts()[0].Status(context.Background())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []string
+	for _, k := range st.Kept {
+		out = append(out, k.ID)
+	}
+	return out
+}
+
+// failedAt asserts a rolled-back deploy error at step whose message has every part.
+func failedAt(t *testing.T, err error, step string, parts ...string) {
+	t.Helper()
+	var de *pipeline.DeployError
+	if !errors.As(err, &de) {
+		t.Fatalf("error = %v, want a *pipeline.DeployError", err)
+	}
+	if de.Step != step {
+		t.Errorf("failed at step %q, want %q: %v", de.Step, step, err)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error does not say %q: %v", p, err)
+		}
+	}
+	if len(de.RollbackErrors) > 0 {
+		t.Errorf("rollback failed: %v", de.RollbackErrors)
+	}
+}
+
+func equal(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+func TestRolloutFirstDeployAndUpgrade(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+
+	ref, dg := b.image("v2", nil)
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	if err := b.rollout(tg, r2); err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r2.ID), "200 ok v2")
+	if got := b.kept(tg); !equal(got, []string{r1.ID, r2.ID}) {
+		t.Errorf("kept = %q, want v1 and v2", got)
+	}
+	// The same digest again changes nothing.
+	r2again := b.release("20261127T000003Z", "v2", ref, dg)
+	if err := b.rollout(tg, r2again); err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r2.ID), "200 ok v2")
+}
+
+func TestRolloutHealthCheckFailsOldServesAgain(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+
+	ref, dg := b.image("v2", func(s *testbench.HelloImage) { s.FailHealth = true })
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	err := b.rollout(tg, r2)
+	failedAt(t, err, pipeline.StepHealth, b.name(r2.ID), "is unhealthy", "503")
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if got := b.kept(tg); !equal(got, []string{r1.ID}) {
+		t.Errorf("kept = %q, want only v1 (the failed container removed)", got)
+	}
+}
+
+func TestRolloutExitsAtOnce(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+
+	ref, dg := b.image("v2", func(s *testbench.HelloImage) { s.ExitAtOnce = true })
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	err := b.rollout(tg, r2)
+	// hello's own last words: it cannot listen on "127.0.0.1:notaport".
+	failedAt(t, err, pipeline.StepHealth, b.name(r2.ID), "exited with status 1", "notaport")
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if got := b.kept(tg); !equal(got, []string{r1.ID}) {
+		t.Errorf("kept = %q, want only v1", got)
+	}
+}
+
+func TestRolloutFirstDeployFailsLeavesNothing(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	ref, dg := b.image("v1", func(s *testbench.HelloImage) { s.FailHealth = true })
+	r := b.release("20261127T000001Z", "v1", ref, dg)
+	failedAt(t, b.rollout(tg, r), pipeline.StepHealth, "is unhealthy")
+	b.expect("", "")
+	if got := b.kept(tg); len(got) != 0 {
+		t.Errorf("kept = %q, want nothing", got)
+	}
+}
+
+func TestRolloutWithoutHealthcheckUsesPipelineCheck(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	check := pipeline.WithHealthCheck(pipeline.HealthCheck{
+		URL: "http://" + b.addr() + "/health", Body: "^ok ", Interval: 100 * time.Millisecond, Retries: 5,
+	})
+	ref, dg := b.image("v1", func(s *testbench.HelloImage) { s.HealthCheck = false })
+	r1 := b.release("20261127T000001Z", "v1", ref, dg)
+	if err := b.rollout(tg, r1, check); err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+
+	ref, dg = b.image("v2", func(s *testbench.HelloImage) { s.HealthCheck, s.FailHealth = false, true })
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	failedAt(t, b.rollout(tg, r2, check), pipeline.StepHealth, "status 503")
+	b.expect(b.name(r1.ID), "200 ok v1")
+}
+
+func TestRolloutDigestDoesNotExist(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+
+	missing := "sha256:" + strings.Repeat("0123456789abcdef", 4)
+	r2 := b.release("20261127T000002Z", "v2", b.reg.Repo(b.app)+"@"+missing, missing)
+	failedAt(t, b.rollout(tg, r2), pipeline.StepPrepare, "pulling "+r2.Image)
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if got := b.kept(tg); !equal(got, []string{r1.ID}) {
+		t.Errorf("kept = %q, want only v1", got)
+	}
+}
+
+func TestRolloutWrongRegistryCredentials(t *testing.T) {
+	b := newBench(t)
+	b.reg = testbench.DistributionRegistry(t)
+	r1 := b.deployV1(b.target(WithRegistryAuth(b.reg.User, b.reg.Password)))
+
+	const wrong = "not-the-password-7f3a"
+	tg := b.target(WithRegistryAuth(b.reg.User, wrong))
+	ref, dg := b.image("v2", nil)
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	err := b.rollout(tg, r2)
+	failedAt(t, err, pipeline.StepPrepare, "pulling "+ref, "unauthorized")
+	if strings.Contains(err.Error(), wrong) {
+		t.Errorf("the error shows the password: %v", err)
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if got := b.kept(tg); !equal(got, []string{r1.ID}) {
+		t.Errorf("kept = %q, want only v1", got)
+	}
+}
+
+func TestRollbackToKeptRelease(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+	var rs []targets.Release
+	for _, v := range []string{"v2", "v3"} {
+		ref, dg := b.image(v, nil)
+		r := b.release("20261127T00000"+v[1:]+"Z", v, ref, dg)
+		if err := b.rollout(tg, r); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	b.expect(b.name(rs[1].ID), "200 ok v3")
+
+	ctx := context.Background()
+	if _, err := pipeline.Rollback(ctx, tg, r1.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if _, err := pipeline.Rollback(ctx, tg, "no-such-release"); err == nil {
+		t.Error("rolling back to a release that is not kept succeeded")
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if got := b.kept(tg); !equal(got, []string{r1.ID, rs[0].ID, rs[1].ID}) {
+		t.Errorf("kept = %q, want all three", got)
+	}
+}
