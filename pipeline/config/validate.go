@@ -1,0 +1,381 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+)
+
+var (
+	nameRE      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dnsSubRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	containerRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	portRE      = regexp.MustCompile(`^((\[[0-9a-fA-F:.]+\]|[0-9.]+):)?([0-9]{1,5}(-[0-9]{1,5})?:)?[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp|sctp))?$`)
+	// secretish matches variable names that say their value is a credential.
+	secretish = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY)`)
+)
+
+// MarkerFuncs are the functions a marker body template may call, for parsing only. The
+// notify package renders the template with the same names.
+var MarkerFuncs = template.FuncMap{"json": func(any) (string, error) { return "", nil }}
+
+type validation struct {
+	f    *File
+	errs Errors
+}
+
+func (v *validation) errorf(p, format string, args ...any) {
+	e := &Error{File: v.f.Name(), Path: p, Msg: fmt.Sprintf(format, args...)}
+	// The key itself, else the nearest enclosing key that the file has.
+	for q := p; ; {
+		if lp, ok := v.f.lines[q]; ok {
+			e.Line, e.Column = lp.line, lp.col
+			break
+		}
+		i := strings.LastIndexAny(q, ".[")
+		if i < 0 {
+			break
+		}
+		q = q[:i]
+	}
+	v.errs = append(v.errs, e)
+}
+
+// Validate checks what the types alone cannot: exactly one target per environment, kind-
+// specific settings, promotion sources that exist, templates and URLs that parse, secret
+// references that are references. Parse calls it; call it on a File built in code. It
+// returns Errors, positioned when the File came from Parse.
+func (f *File) Validate() error {
+	v := &validation{f: f}
+	if f.App == "" {
+		v.errorf("app", "missing required key %q", "app")
+	} else if !nameRE.MatchString(f.App) {
+		v.errorf("app", "%q is not a valid app name: lower-case letters, digits and dashes", f.App)
+	}
+	if f.Image != nil {
+		v.image(f.Image)
+	}
+	if f.Build.Artifacts != "" {
+		v.relative("build.artifacts", f.Build.Artifacts)
+	}
+	if len(f.Environments) == 0 {
+		v.errorf("environments", "at least one environment is needed")
+	}
+	for _, name := range f.EnvNames() {
+		v.env(name, f.Environments[name])
+	}
+	v.secretRefs(reflect.ValueOf(f).Elem(), "")
+	if len(v.errs) > 0 {
+		return v.errs.sorted()
+	}
+	return nil
+}
+
+func (v *validation) image(im *Image) {
+	if im.Repository == "" {
+		v.errorf("image", "missing required key %q", "repository")
+	}
+	if (im.Username == "") != (im.Password == "") {
+		v.errorf("image", "username and password go together: give both or neither")
+	}
+}
+
+func (v *validation) env(name string, e *Environment) {
+	p := "environments." + name
+	if !nameRE.MatchString(name) {
+		v.errorf(p, "%q is not a valid environment name: lower-case letters, digits and dashes", name)
+	}
+	if e == nil {
+		v.errorf(p, "needs a target: one of ssh, docker, kubernetes")
+		return
+	}
+	var kinds []string
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{{"ssh", e.SSH != nil}, {"docker", e.Docker != nil}, {"kubernetes", e.Kubernetes != nil}} {
+		if k.set {
+			kinds = append(kinds, k.name)
+		}
+	}
+	switch len(kinds) {
+	case 0:
+		v.errorf(p, "needs a target: one of ssh, docker, kubernetes")
+	case 1:
+	default:
+		v.errorf(p, "has %s: give exactly one target", strings.Join(kinds, " and "))
+	}
+	switch {
+	case e.SSH != nil:
+		v.ssh(p+".ssh", e.SSH)
+	case e.Docker != nil:
+		v.docker(p+".docker", e.Docker)
+	case e.Kubernetes != nil:
+		v.kubernetes(p+".kubernetes", e.Kubernetes)
+	}
+	if e.URL != "" {
+		v.url(p+".url", e.URL, false)
+	}
+	if e.From != "" {
+		v.from(name, e)
+	}
+	if e.Health != nil {
+		v.health(p+".health", e.Health, e.Kind())
+	}
+	if e.Keep != 0 && e.Keep < 2 {
+		v.errorf(p+".keep", "keeping %d releases: at least 2 are needed (the live one and the previous)", e.Keep)
+	}
+	if e.Lock.TTL.Duration != 0 && e.Lock.TTL.Seconds() < 1 {
+		v.errorf(p+".lock.ttl", "%s is too short: at least 1s", e.Lock.TTL)
+	}
+	if e.Hooks.Where == "hosts" && e.Kind() == "kubernetes" {
+		v.errorf(p+".hooks.where", `"hosts" needs ssh or docker hosts: kubernetes hooks run in a container`)
+	}
+	for i, c := range slices.Concat(e.Hooks.PreDeploy, e.Hooks.PostDeploy, e.Hooks.PostRollback) {
+		if strings.TrimSpace(c) == "" {
+			v.errorf(p+".hooks", "command %d is empty", i+1)
+		}
+	}
+	if n := e.Notifications.Webhook; n != nil {
+		v.url(p+".notifications.webhook.url", n.URL, true)
+	}
+	for i, m := range e.Markers {
+		mp := fmt.Sprintf("%s.markers[%d]", p, i)
+		v.url(mp+".url", m.URL, true)
+		if m.Body != "" {
+			if _, err := template.New("body").Funcs(MarkerFuncs).Option("missingkey=error").Parse(m.Body); err != nil {
+				v.errorf(mp+".body", "invalid template: %v", err)
+			}
+		}
+	}
+}
+
+func (v *validation) from(name string, e *Environment) {
+	p := "environments." + name + ".from"
+	src, ok := v.f.Environments[e.From]
+	switch {
+	case e.From == name:
+		v.errorf(p, "an environment cannot promote from itself")
+		return
+	case !ok || src == nil:
+		v.errorf(p, "environment %q is not in the file (known: %s)", e.From, quoteList(v.f.EnvNames()))
+		return
+	}
+	// A cycle (a from b, b from a) could never deploy anything.
+	seen := []string{name}
+	for cur := e.From; cur != ""; cur = v.f.Environments[cur].From {
+		if slices.Contains(seen, cur) {
+			v.errorf(p, "promotion cycle: %s", strings.Join(append(seen, cur), " <- "))
+			return
+		}
+		seen = append(seen, cur)
+		if v.f.Environments[cur] == nil {
+			return
+		}
+	}
+}
+
+func (v *validation) hosts(p string, hosts []HostSpec, acc SSHAccess) {
+	for i, h := range hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", p, i)
+		if h.Host == "" {
+			v.errorf(hp, "missing required key %q", "host")
+		}
+		if h.User == "" && acc.User == "" {
+			v.errorf(hp, "no SSH user: set user on the host or on the target")
+		}
+		if slices.ContainsFunc(hosts[:i], func(o HostSpec) bool { return o.Host == h.Host && o.Port == h.Port }) {
+			v.errorf(hp, "host %q is listed twice", h.String())
+		}
+	}
+	if acc.Jump != nil && acc.Jump.Host == "" {
+		v.errorf(p+".jump", "missing required key %q", "host")
+	}
+}
+
+func (v *validation) ssh(p string, s *SSHTarget) {
+	v.hosts(p, s.Hosts, s.SSHAccess)
+	switch {
+	case s.Path == "":
+	case !path.IsAbs(s.Path):
+		v.errorf(p+".path", "%q is not an absolute path", s.Path)
+	case path.Clean(s.Path) == "/":
+		v.errorf(p+".path", "the application's directory cannot be /")
+	}
+	for i, sh := range s.Shared {
+		v.relative(fmt.Sprintf("%s.shared[%d]", p, i), sh)
+	}
+}
+
+func (v *validation) relative(p, s string) {
+	c := path.Clean(s)
+	if path.IsAbs(s) || c == ".." || strings.HasPrefix(c, "../") || c == "." {
+		v.errorf(p, "%q must be a relative path inside the directory", s)
+	}
+}
+
+func (v *validation) docker(p string, d *DockerTarget) {
+	v.hosts(p, d.Hosts, d.SSHAccess)
+	if d.Container != "" && !containerRE.MatchString(d.Container) {
+		v.errorf(p+".container", "%q is not a valid container name", d.Container)
+	}
+	for i, port := range d.Ports {
+		if !portRE.MatchString(port) {
+			v.errorf(fmt.Sprintf("%s.ports[%d]", p, i), "%q is not a port mapping like \"8080:80\" or \"127.0.0.1:8080:80/tcp\"", port)
+		}
+	}
+	for _, k := range sortedKeys(d.Env) {
+		if !envName.MatchString(k) {
+			v.errorf(p+".env."+k, "%q is not a valid variable name", k)
+		}
+		if d.Env[k] != "" && secretish.MatchString(k) {
+			v.errorf(p+".env."+k, "the name says it is a secret, so its value does not belong in the file: move it to secret_env and name the secret")
+		}
+		if _, ok := d.SecretEnv[k]; ok {
+			v.errorf(p+".env."+k, "also set in secret_env: give it once")
+		}
+	}
+	for _, k := range sortedKeys(d.SecretEnv) {
+		if !envName.MatchString(k) {
+			v.errorf(p+".secret_env."+k, "%q is not a valid variable name", k)
+		}
+	}
+	for i, vol := range d.Volumes {
+		parts := strings.Split(vol, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
+			v.errorf(fmt.Sprintf("%s.volumes[%d]", p, i), "%q is not a volume like \"data:/var/lib/app\" or \"/srv/x:/x:ro\"", vol)
+		}
+	}
+}
+
+func (v *validation) kubernetes(p string, k *KubernetesTarget) {
+	if k.Namespace != "" && !dnsLabelRE.MatchString(k.Namespace) {
+		v.errorf(p+".namespace", "%q is not a valid namespace name", k.Namespace)
+	}
+	if len(k.Deployments) == 0 {
+		v.errorf(p, "needs at least one deployment")
+	}
+	for i, d := range k.Deployments {
+		dp := fmt.Sprintf("%s.deployments[%d]", p, i)
+		if !dnsSubRE.MatchString(d.Name) {
+			v.errorf(dp, "%q is not a valid deployment name", d.Name)
+		}
+		if slices.ContainsFunc(k.Deployments[:i], func(o Deployment) bool { return o.Name == d.Name }) {
+			v.errorf(dp, "deployment %q is listed twice", d.Name)
+		}
+		for j, c := range d.Containers {
+			if !dnsLabelRE.MatchString(c) {
+				v.errorf(fmt.Sprintf("%s.containers[%d]", dp, j), "%q is not a valid container name", c)
+			}
+		}
+	}
+}
+
+func (v *validation) health(p string, h *Health, kind string) {
+	switch {
+	case h.HTTP == nil && h.Command == "":
+		v.errorf(p, "give http or command")
+	case h.HTTP != nil && h.Command != "":
+		v.errorf(p, "give http or command, not both")
+	case h.Command != "" && kind == "kubernetes":
+		v.errorf(p+".command", "a command check runs on hosts: kubernetes environments use http")
+	}
+	if h.HTTP == nil {
+		return
+	}
+	if h.HTTP.URL == "" {
+		v.errorf(p+".http", "missing required key %q", "url")
+		return
+	}
+	t, err := template.New("url").Option("missingkey=error").Parse(h.HTTP.URL)
+	if err != nil {
+		v.errorf(p+".http.url", "invalid template: %v", err)
+		return
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, struct{ Address, Host, Release string }{"127.0.0.1", "web-1", "20260101T000000Z"}); err != nil {
+		v.errorf(p+".http.url", "the template uses something other than {{.Address}}, {{.Host}} and {{.Release}}: %v", err)
+		return
+	}
+	if u, err := url.Parse(b.String()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(p+".http.url", "does not give an http:// or https:// URL")
+	}
+	if h.HTTP.Body != "" {
+		if _, err := regexp.Compile(h.HTTP.Body); err != nil {
+			v.errorf(p+".http.body", "invalid regular expression: %v", err)
+		}
+	}
+}
+
+// credentialParam matches query parameters that carry credentials.
+var credentialParam = regexp.MustCompile(`(?i)(token|secret|key|password|passwd|signature|sig|auth)`)
+
+// url checks an endpoint URL without repeating it: it may hold a credential.
+func (v *validation) url(p, s string, endpoint bool) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(p, "not an http:// or https:// URL")
+		return
+	}
+	if !endpoint {
+		return
+	}
+	if u.User != nil {
+		v.errorf(p, "the URL holds a user or password: name a secret for the credential instead")
+	}
+	for k := range u.Query() {
+		if credentialParam.MatchString(k) {
+			v.errorf(p, "the URL's query parameter %q looks like a credential: name a secret for it instead", k)
+		}
+	}
+	if strings.Contains(u.Host, "hooks.slack.com") {
+		v.errorf(p, "a Slack webhook URL is a secret: use notifications.slack.webhook with the secret's name")
+	}
+}
+
+// secretRefs finds every SecretRef in the file and checks its form (Parse checks them while
+// decoding; this covers a File built in code).
+func (v *validation) secretRefs(rv reflect.Value, p string) {
+	if len(v.f.lines) > 0 {
+		return // checked by the decoder, with positions
+	}
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			v.secretRefs(rv.Elem(), p)
+		}
+	case reflect.Struct:
+		for _, f := range fieldsOf(rv.Type()) {
+			v.secretRefs(rv.FieldByIndex(f.index), join(p, f.name))
+		}
+	case reflect.Map:
+		for _, k := range rv.MapKeys() {
+			v.secretRefs(rv.MapIndex(k), join(p, k.String()))
+		}
+	case reflect.Slice:
+		for i := range rv.Len() {
+			v.secretRefs(rv.Index(i), fmt.Sprintf("%s[%d]", p, i))
+		}
+	case reflect.String:
+		if r, ok := rv.Interface().(SecretRef); ok {
+			if err := r.Validate(); err != nil {
+				v.errorf(p, "%v", err)
+			}
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
