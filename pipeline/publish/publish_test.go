@@ -18,7 +18,7 @@ const commit = "0123456789abcdef0123456789abcdef01234567"
 func TestPublishMultiTag(t *testing.T) {
 	forEachRegistry(t, func(t *testing.T, b bench) {
 		ctx := context.Background()
-		p := newProxy(t, b.reg)
+		p := testbench.NewRegistryProxy(t, b.reg)
 		img, layers := image(t, 3, 1024, map[string]string{LabelRevision: commit, LabelVersion: "v1.2.3"})
 		want := digestOf(t, img)
 		tags := Tags(SourceMeta{Commit: commit, Branch: "feature/login", Tag: "v1.2.3"}, true)
@@ -30,7 +30,7 @@ func TestPublishMultiTag(t *testing.T) {
 		if ref != p.Host+"/app@"+want {
 			t.Fatalf("Publish returned %q, want %q", ref, p.Host+"/app@"+want)
 		}
-		u := summarize(p.take())
+		u := testbench.SummarizeUploads(p.Take())
 		// Every blob once (layers + config), the manifest once by digest, then one PUT per tag.
 		if len(u.Blobs) != len(layers)+1 {
 			t.Errorf("blob uploads %v, want %d (layers + config, once each)", u.Blobs, len(layers)+1)
@@ -51,13 +51,13 @@ func TestPublishMultiTag(t *testing.T) {
 		if info.Revision != commit || info.Version != "v1.2.3" || info.Digest != want || info.Ref != ref || info.Created.IsZero() {
 			t.Errorf("Inspect = %+v", info)
 		}
-		p.take()
+		p.Take()
 
 		// The same image again: nothing is written.
 		if _, err := Publish(ctx, img, p.Host+"/app", tags, b.opts...); err != nil {
 			t.Fatal(err)
 		}
-		if u := summarize(p.take()); u.Writes != 0 {
+		if u := testbench.SummarizeUploads(p.Take()); u.Writes != 0 {
 			t.Errorf("re-publishing the same image wrote %d times: %+v", u.Writes, u)
 		}
 	})
@@ -66,12 +66,12 @@ func TestPublishMultiTag(t *testing.T) {
 func TestRepublishOneChangedLayer(t *testing.T) {
 	forEachRegistry(t, func(t *testing.T, b bench) {
 		ctx := context.Background()
-		p := newProxy(t, b.reg)
+		p := testbench.NewRegistryProxy(t, b.reg)
 		img1, layers := image(t, 10, 4096, nil)
 		if _, err := Publish(ctx, img1, p.Host+"/app", []string{"main"}, b.opts...); err != nil {
 			t.Fatal(err)
 		}
-		p.take()
+		p.Take()
 
 		_, fresh := image(t, 1, 4096, nil)
 		layers2 := slices.Clone(layers)
@@ -85,7 +85,7 @@ func TestRepublishOneChangedLayer(t *testing.T) {
 		if !strings.HasSuffix(ref, "@"+want) {
 			t.Fatalf("Publish returned %q, want digest %s", ref, want)
 		}
-		u := summarize(p.take())
+		u := testbench.SummarizeUploads(p.Take())
 		changedDigest, _ := fresh[0].Digest()
 		cfgDigest, _ := img2.ConfigName()
 		got := slices.Clone(u.Blobs)
@@ -157,7 +157,7 @@ func TestUnknownCA(t *testing.T) {
 func TestImmutableTagConflict(t *testing.T) {
 	forEachRegistry(t, func(t *testing.T, b bench) {
 		ctx := context.Background()
-		p := newProxy(t, b.reg)
+		p := testbench.NewRegistryProxy(t, b.reg)
 		repo := p.Host + "/app"
 		img1, _ := image(t, 2, 512, nil)
 		img2, _ := image(t, 2, 512, nil)
@@ -166,7 +166,7 @@ func TestImmutableTagConflict(t *testing.T) {
 		if _, err := Publish(ctx, img1, repo, tags, b.opts...); err != nil {
 			t.Fatal(err)
 		}
-		p.take()
+		p.Take()
 
 		// Another image under the same SHA tag: refused, and nothing written.
 		_, err := Publish(ctx, img2, repo, tags, b.opts...)
@@ -179,7 +179,7 @@ func TestImmutableTagConflict(t *testing.T) {
 				t.Errorf("error %q does not name tag %q", err, tag)
 			}
 		}
-		if u := summarize(p.take()); u.Writes != 0 {
+		if u := testbench.SummarizeUploads(p.Take()); u.Writes != 0 {
 			t.Errorf("a refused publish wrote %d times: %+v", u.Writes, u)
 		}
 		for _, tag := range tags {
@@ -214,7 +214,7 @@ func TestPromoteAcrossRegistries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, prod.reg)
+	p := testbench.NewRegistryProxy(t, prod.reg)
 	dst, err := Promote(ctx, src, p.Host+"/prod/app", []string{commit, "v1.0.0"},
 		with(prod.opts, WithSourceOptions(staging.opts...))...)
 	if err != nil {
@@ -228,7 +228,7 @@ func TestPromoteAcrossRegistries(t *testing.T) {
 	if err != nil || info.Digest != want || info.Revision != commit {
 		t.Fatalf("Inspect after promote = %+v, %v", info, err)
 	}
-	if u := summarize(p.take()); len(u.Blobs) != 4 {
+	if u := testbench.SummarizeUploads(p.Take()); len(u.Blobs) != 4 {
 		t.Errorf("promote uploaded blobs %v, want 3 layers + config", u.Blobs)
 	}
 
@@ -306,11 +306,11 @@ func TestMalformedReference(t *testing.T) {
 func TestRetryOn503(t *testing.T) {
 	forEachRegistry(t, func(t *testing.T, b bench) {
 		ctx := context.Background()
-		p := newProxy(t, b.reg)
-		// Fake failures: the first two manifest PUTs and the first two upload starts answer
+		p := testbench.NewRegistryProxy(t, b.reg)
+		// Fake failures (injected by the proxy: no real registry fails on cue): the first two manifest PUTs and the first two upload starts answer
 		// 503, as an overloaded registry or its load balancer would.
 		var manifestPuts, uploadStarts atomic.Int32
-		p.fail = func(r *http.Request) int {
+		p.Fail(func(r *http.Request) int {
 			switch {
 			case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/"):
 				if manifestPuts.Add(1) <= 2 {
@@ -322,7 +322,7 @@ func TestRetryOn503(t *testing.T) {
 				}
 			}
 			return 0
-		}
+		})
 		img, _ := image(t, 2, 512, nil)
 		ref, err := Publish(ctx, img, p.Host+"/app", []string{"main"}, with(b.opts, fastRetry)...)
 		if err != nil {
@@ -332,7 +332,7 @@ func TestRetryOn503(t *testing.T) {
 			t.Fatalf("after retries the registry holds %s", got)
 		}
 		var n503 int
-		for _, r := range p.take() {
+		for _, r := range p.Take() {
 			if r.Status == http.StatusServiceUnavailable {
 				n503++
 			}
@@ -343,12 +343,12 @@ func TestRetryOn503(t *testing.T) {
 		}
 
 		// A registry that keeps failing: the error says so after the retries.
-		p.fail = func(r *http.Request) int {
+		p.Fail(func(r *http.Request) int {
 			if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
 				return http.StatusServiceUnavailable
 			}
 			return 0
-		}
+		})
 		img2, _ := image(t, 1, 512, nil)
 		_, err = Publish(ctx, img2, p.Host+"/app", []string{"other"}, with(b.opts, fastRetry)...)
 		if err == nil || !strings.Contains(err.Error(), "503") && !strings.Contains(err.Error(), "UNAVAILABLE") {
