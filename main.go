@@ -25,6 +25,10 @@ type Pushdeploy struct {
 	SourceURL string
 	// The version to stamp into builds: a git tag, or the commit.
 	Version string
+	// The branch the source is on, for image tags.
+	Branch string
+	// The git tag the source is at, if any, for image tags.
+	Tag string
 	// Go toolchain image.
 	GoImage string
 	// Node toolchain image.
@@ -35,6 +39,13 @@ type Pushdeploy struct {
 	NodeRuntime string
 	// The build time for the image's created label, RFC 3339.
 	Created string
+
+	// Credentials for deploy-like functions, passed by id and read only inside them.
+	SSHKey           *dagger.Secret // +private
+	KnownHosts       *dagger.File   // +private
+	Kubeconfig       *dagger.Secret // +private
+	RegistryPassword *dagger.Secret // +private
+	Secrets          []*dagger.Secret // +private
 }
 
 func New(
@@ -48,9 +59,15 @@ func New(
 	// The source repository's URL, for the image's source label.
 	// +optional
 	sourceUrl string,
-	// The version stamped into builds; defaults to the revision.
+	// The version stamped into builds; defaults to the git tag, else the revision.
 	// +optional
 	version string,
+	// The branch the source is on (CI: $GITHUB_REF_NAME, $BRANCH_NAME), for image tags.
+	// +optional
+	branch string,
+	// The git tag the source is at, if any, for image tags.
+	// +optional
+	tag string,
 	// Go toolchain image.
 	// +default="golang:1.26.8-bookworm"
 	goImage string,
@@ -66,18 +83,37 @@ func New(
 	// The build time for the image's created label (RFC 3339); defaults to now.
 	// +optional
 	created string,
+	// SSH private key for ssh and docker targets (e.g. env:SSH_KEY).
+	// +optional
+	sshKey *dagger.Secret,
+	// known_hosts lines that host keys are verified against; an unknown or changed host
+	// key stops the deploy.
+	// +optional
+	knownHosts *dagger.File,
+	// kubeconfig for kubernetes targets (e.g. file:$HOME/.kube/config).
+	// +optional
+	kubeconfig *dagger.Secret,
+	// Password or token for the image registry (the file names the user).
+	// +optional
+	registryPassword *dagger.Secret,
+	// Further secrets that pushdeploy.yaml names (notification webhooks, marker tokens,
+	// container environment), each known by its secret name.
+	// +optional
+	secrets []*dagger.Secret,
 ) *Pushdeploy {
 	if version == "" {
-		version = revision
+		version = or(tag, revision)
 	}
 	if created == "" {
 		created = time.Now().UTC().Format(time.RFC3339)
 	}
 	return &Pushdeploy{
-		Source: source, Revision: revision, SourceURL: sourceUrl, Version: version,
+		Source: source, Revision: revision, SourceURL: sourceUrl, Version: version, Branch: branch, Tag: tag,
 		GoImage: or(goImage, pipeline.DefaultGoImage), NodeImage: or(nodeImage, pipeline.DefaultNodeImage),
 		GoRuntime: or(goRuntime, pipeline.DefaultGoRuntime), NodeRuntime: or(nodeRuntime, pipeline.DefaultNodeRuntime),
 		Created: created,
+		SSHKey:  sshKey, KnownHosts: knownHosts, Kubeconfig: kubeconfig, RegistryPassword: registryPassword,
+		Secrets: secrets,
 	}
 }
 
@@ -237,15 +273,19 @@ func (m *Pushdeploy) nodeBuild() *dagger.Container {
 // label adds the OCI labels, in a fixed order.
 func (m *Pushdeploy) label(ctr *dagger.Container) *dagger.Container {
 	labels := pipeline.Labels(m.Revision, m.SourceURL, m.Version, m.Created)
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(labels) {
 		ctr = ctr.WithLabel(k, labels[k])
 	}
 	return ctr
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func or(s, def string) string {

@@ -34,15 +34,18 @@ type Request struct {
 	// Artifact is what to deploy when the caller built it already (or is handed it by an
 	// earlier job): Build is then skipped.
 	Artifact *Artifact
-	// Build builds and tests the application, for environments that do not promote.
-	Build func(ctx context.Context) (*Artifact, error)
+	// Build builds and tests the application, for environments that do not promote. kind
+	// is the environment's target kind: "ssh" wants the artifact directory, "docker" and
+	// "kubernetes" an image.
+	Build func(ctx context.Context, kind string) (*Artifact, error)
 	// Publish pushes an image artifact and returns its digest reference; Promote copies one
 	// by digest. Both default to the publish package, configured from the file.
 	Publish Publisher
 	// Targets makes the target of an environment, with the secrets resolved.
 	Targets TargetMaker
-	// RunHook runs a hook command in a container (the module) or locally (the CLI).
-	RunHook func(ctx context.Context, cmd string, env map[string]string) ([]byte, error)
+	// RunHook runs a hook command in a container of image ("" for the adapter's default)
+	// in the module, or locally in the CLI.
+	RunHook func(ctx context.Context, image, cmd string, env map[string]string) ([]byte, error)
 	// Notify sends markers and notifications; warnings go into the record. Nil: none sent.
 	Notify func(ctx context.Context, env *config.Environment, rec *Record, secrets *Secrets) []string
 	// Log receives the report of each stage as it runs. Secret values are masked in it.
@@ -342,7 +345,7 @@ func buildStage(ctx context.Context, r *run) error {
 	case r.req.Build == nil:
 		return errors.New("nothing to deploy: no artifact was given and this runner cannot build (give --artifacts or --image)")
 	}
-	art, err := r.req.Build(ctx)
+	art, err := r.req.Build(ctx, r.env.Kind())
 	if err != nil {
 		return err
 	}
@@ -595,7 +598,7 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 				cancel()
 				return fmt.Errorf("%s hook %q: this runner cannot run hooks in a container", point, c)
 			}
-			out, err = r.req.RunHook(hctx, c, env)
+			out, err = r.req.RunHook(hctx, r.env.Hooks.Image, c, env)
 			if err != nil {
 				err = fmt.Errorf("%w: %s", err, tail(out, 4000))
 			}

@@ -28,7 +28,7 @@ func repoOf(img *config.Image) string {
 func (p registryPublisher) options(img *config.Image, secrets *Secrets) ([]publish.Option, error) {
 	opts := append([]publish.Option(nil), p.extra...)
 	if img.Username != "" {
-		pw, err := secrets.resolve(img.Password, secrets.RegistryPassword, "image.password")
+		pw, err := secrets.Resolve(img.Password, secrets.RegistryPassword, "image.password")
 		if err != nil {
 			return nil, err
 		}

@@ -98,6 +98,10 @@ func Rollback(ctx context.Context, t targets.Target, to string, opts ...Option) 
 	if err != nil {
 		return nil, err
 	}
+	return e.rollback(ctx, to)
+}
+
+func (e *engine) rollback(ctx context.Context, to string) (*Result, error) {
 	unlock, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -116,7 +120,7 @@ func Rollback(ctx context.Context, t targets.Target, to string, opts ...Option) 
 		}
 		dest[i] = d
 	}
-	rec := newRecord("rollback", t, targets.Release{ID: to}, e.o)
+	rec := newRecord("rollback", e.t, targets.Release{ID: firstNonEmpty(to, "previous")}, e.o)
 	moves := make([]move, len(st))
 	for i, s := range st {
 		moves[i] = move{id: dest[i], skip: s.Live != nil && s.Live.ID == dest[i]}

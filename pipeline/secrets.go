@@ -29,9 +29,9 @@ type Secrets struct {
 	Local bool
 }
 
-// resolve returns the value of ref, or of slot when ref is empty. what names the secret
+// Resolve returns the value of ref, or of slot when ref is empty. what names the secret
 // in errors, which never hold a value.
-func (s *Secrets) resolve(ref config.SecretRef, slot []byte, what string) ([]byte, error) {
+func (s *Secrets) Resolve(ref config.SecretRef, slot []byte, what string) ([]byte, error) {
 	switch ref.Kind() {
 	case "":
 		return slot, nil

@@ -1,0 +1,413 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pushdeploy/pushdeploy/internal/dagger"
+	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/assemble"
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
+)
+
+// Deploy the application to one environment of pushdeploy.yaml: check its gates, build and
+// test (or promote what another environment runs), publish, take the target's lock, run the
+// hooks, deploy batch by batch with health checks, roll back on failure, record, notify.
+// Returns the deployment record.
+// +cache="never"
+func (m *Pushdeploy) Deploy(
+	ctx context.Context,
+	// The environment, as pushdeploy.yaml names it.
+	env string,
+	// The environments file.
+	// +defaultPath="/pushdeploy.yaml"
+	config *dagger.File,
+	// Who approved this deploy: required by protected environments. In CI, the approver
+	// from the CI's own gate (GitHub environment reviewers, Jenkins input submitter).
+	// +optional
+	approvedBy string,
+	// An image published already (repo@sha256:...) to deploy instead of building one.
+	// +optional
+	image string,
+	// Who deploys, for the lock and the record. Defaults to the CI's actor or user.
+	// +optional
+	deployer string,
+	// The CI run that deploys (its id or URL), for the lock and the record.
+	// +optional
+	pipelineId string,
+	// How the record is printed: text or json.
+	// +default="text"
+	output string,
+) (string, error) {
+	x, err := m.environments(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	var log bytes.Buffer
+	req := pipeline.Request{
+		File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: deployer, PipelineID: pipelineId,
+		Source:  m.source(),
+		Secrets: x.Secrets, Targets: x.Targets, Log: &log,
+		Build:   m.buildFor(x.File),
+		RunHook: m.runHook,
+	}
+	if image != "" {
+		req.Artifact = &pipeline.Artifact{Image: image}
+	}
+	rec, err := pipeline.Deploy(ctx, req)
+	out, rerr := render(output, log.String(), rec)
+	if err != nil {
+		return "", fmt.Errorf("%w\n%s", err, out)
+	}
+	return out, rerr
+}
+
+// Roll an environment back: to the release each host ran before, or to a named release
+// that every host still keeps.
+// +cache="never"
+func (m *Pushdeploy) Rollback(
+	ctx context.Context,
+	// The environment, as pushdeploy.yaml names it.
+	env string,
+	// The environments file.
+	// +defaultPath="/pushdeploy.yaml"
+	config *dagger.File,
+	// The release to go back to; default: each host's previous release.
+	// +optional
+	to string,
+	// Who approved the rollback: required by protected environments.
+	// +optional
+	approvedBy string,
+	// How the record is printed: text or json.
+	// +default="text"
+	output string,
+) (string, error) {
+	x, err := m.environments(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	var log bytes.Buffer
+	x.Log = &log
+	rec, err := x.Rollback(ctx, env, to, approvedBy)
+	out, rerr := render(output, log.String(), rec)
+	if err != nil {
+		return "", fmt.Errorf("%w\n%s", err, out)
+	}
+	return out, rerr
+}
+
+// What runs where: the live release, version and digest on every host of every
+// environment of pushdeploy.yaml (or only env), and who holds a lock.
+// +cache="never"
+func (m *Pushdeploy) Status(
+	ctx context.Context,
+	// The environments file.
+	// +defaultPath="/pushdeploy.yaml"
+	config *dagger.File,
+	// Only this environment.
+	// +optional
+	env string,
+	// text or json.
+	// +default="text"
+	output string,
+) (string, error) {
+	x, err := m.environments(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	if env != "" {
+		names = []string{env}
+	}
+	st := x.Status(ctx, names...)
+	var b bytes.Buffer
+	if output == "json" {
+		err = pipeline.JSON(&b, st)
+	} else {
+		err = pipeline.RenderStatus(&b, st)
+	}
+	return b.String(), err
+}
+
+// What a deploy of the current source to env would change on each host (files to add,
+// change and remove and bytes to send; images to switch), changing nothing.
+// +cache="never"
+func (m *Pushdeploy) Plan(
+	ctx context.Context,
+	// The environment, as pushdeploy.yaml names it.
+	env string,
+	// The environments file.
+	// +defaultPath="/pushdeploy.yaml"
+	config *dagger.File,
+	// An image published already (repo@sha256:...) to plan instead of building one.
+	// +optional
+	image string,
+	// text or json.
+	// +default="text"
+	output string,
+) (string, error) {
+	x, err := m.environments(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	e, err := x.File.Env(env)
+	if err != nil {
+		return "", err
+	}
+	art := &pipeline.Artifact{Image: image}
+	if image == "" {
+		if art, err = m.buildFor(x.File)(ctx, e.Kind()); err != nil {
+			return "", err
+		}
+	}
+	changes, err := x.Plan(ctx, env, *art)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if output == "json" {
+		err = pipeline.JSON(&b, changes)
+	} else {
+		err = pipeline.RenderPlan(&b, changes)
+	}
+	return b.String(), err
+}
+
+// The deployment records of an environment, oldest first.
+// +cache="never"
+func (m *Pushdeploy) History(
+	ctx context.Context,
+	// The environment, as pushdeploy.yaml names it.
+	env string,
+	// The environments file.
+	// +defaultPath="/pushdeploy.yaml"
+	config *dagger.File,
+	// How many records, the newest.
+	// +default=20
+	limit int,
+	// text or json.
+	// +default="text"
+	output string,
+) (string, error) {
+	x, err := m.environments(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	recs, err := x.History(ctx, env, limit)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if output == "json" {
+		err = pipeline.JSON(&b, recs)
+	} else {
+		err = pipeline.RenderHistory(&b, recs)
+	}
+	return b.String(), err
+}
+
+// Break an environment's deploy lock, whoever holds it (a deploy that died before its
+// lock expired).
+// +cache="never"
+func (m *Pushdeploy) Unlock(
+	ctx context.Context,
+	// The environment, as pushdeploy.yaml names it.
+	env string,
+	// The environments file.
+	// +defaultPath="/pushdeploy.yaml"
+	config *dagger.File,
+) (string, error) {
+	x, err := m.environments(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	held, err := x.Unlock(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	if held == nil {
+		return fmt.Sprintf("%s was not locked\n", env), nil
+	}
+	return fmt.Sprintf("%s unlocked; it was held by %s\n", env, held), nil
+}
+
+// environments reads the file and the credentials into plain Go values.
+func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File) (*pipeline.Environments, error) {
+	if file == nil {
+		return nil, fmt.Errorf("no environments file: add %s to the repository or pass --config", config.DefaultFile)
+	}
+	data, err := file.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the environments file: %w", err)
+	}
+	name, err := file.Name(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := config.Parse(name, []byte(data))
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.secrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(assemble.Extra{})}, nil
+}
+
+// secrets reads the credentials the module was given. They are read here, inside the
+// function, and never put into a container or a query.
+func (m *Pushdeploy) secrets(ctx context.Context) (pipeline.Secrets, error) {
+	var s pipeline.Secrets
+	read := func(sec *dagger.Secret, into *[]byte, what string) error {
+		if sec == nil {
+			return nil
+		}
+		v, err := sec.Plaintext(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the %s secret: %w", what, err)
+		}
+		*into = []byte(v)
+		return nil
+	}
+	if err := read(m.SSHKey, &s.SSHKey, "ssh key"); err != nil {
+		return s, err
+	}
+	if err := read(m.Kubeconfig, &s.Kubeconfig, "kubeconfig"); err != nil {
+		return s, err
+	}
+	if err := read(m.RegistryPassword, &s.RegistryPassword, "registry password"); err != nil {
+		return s, err
+	}
+	if m.KnownHosts != nil {
+		kh, err := m.KnownHosts.Contents(ctx)
+		if err != nil {
+			return s, fmt.Errorf("reading known_hosts: %w", err)
+		}
+		s.KnownHosts = []byte(kh)
+	}
+	s.Named = map[string][]byte{}
+	for _, sec := range m.Secrets {
+		name, err := sec.Name(ctx)
+		if err != nil {
+			return s, fmt.Errorf("reading a secret's name: %w", err)
+		}
+		var v []byte
+		if err := read(sec, &v, name); err != nil {
+			return s, err
+		}
+		s.Named[secretName(name)] = v
+	}
+	return s, nil
+}
+
+// secretName is how the file names a secret passed as env:NAME, file:PATH or by name.
+func secretName(name string) string {
+	if i := strings.LastIndex(name, "://"); i >= 0 {
+		name = name[i+3:]
+	} else if i := strings.Index(name, ":"); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
+}
+
+// buildFor builds and tests as the file says and exports what the target kind deploys into
+// the function's own filesystem: the artifact directory for ssh targets, the image as an
+// OCI tarball for the others.
+func (m *Pushdeploy) buildFor(f *config.File) func(context.Context, string) (*pipeline.Artifact, error) {
+	return func(ctx context.Context, kind string) (*pipeline.Artifact, error) {
+		b := f.Build
+		mm := *m
+		if b.Toolchain != "" {
+			mm.GoImage, mm.NodeImage = b.Toolchain, b.Toolchain
+		}
+		if b.Base != "" {
+			mm.GoRuntime, mm.NodeRuntime = b.Base, b.Base
+		}
+		if _, err := mm.detect(ctx, b.Kind, pipeline.DetectTest); err == nil {
+			if _, err := mm.Test(ctx, testKind(b.Kind)); err != nil {
+				return nil, err
+			}
+		}
+		dir, err := os.MkdirTemp("", "pushdeploy-build-")
+		if err != nil {
+			return nil, err
+		}
+		if kind == "ssh" {
+			d, err := mm.BuildArtifacts(ctx, b.Kind, ".", strings.TrimSuffix(or(b.Artifacts, pipeline.DefaultArtifactsDir), "/"))
+			if err != nil {
+				return nil, err
+			}
+			if _, err := d.Export(ctx, dir); err != nil {
+				return nil, fmt.Errorf("exporting the artifacts: %w", err)
+			}
+			return &pipeline.Artifact{Dir: dir}, nil
+		}
+		ctr, err := mm.Build(ctx, b.Kind, ".", or(b.Dockerfile, "Dockerfile"))
+		if err != nil {
+			return nil, err
+		}
+		tar := filepath.Join(dir, "image.tar")
+		if _, err := ctr.AsTarball().Export(ctx, tar); err != nil {
+			return nil, fmt.Errorf("exporting the image: %w", err)
+		}
+		return &pipeline.Artifact{ImagePath: tar}, nil
+	}
+}
+
+// testKind is the kind to test as: a docker build tests by what the source holds.
+func testKind(kind string) string {
+	if kind == pipeline.KindDocker {
+		return ""
+	}
+	return kind
+}
+
+// runHook runs a hook command in a container with the source at /src and the record's
+// fields in its environment.
+func (m *Pushdeploy) runHook(ctx context.Context, image, cmd string, env map[string]string) ([]byte, error) {
+	if image == "" {
+		image = m.GoImage
+		if k, err := m.detect(ctx, "", pipeline.DetectTest); err == nil && k == pipeline.KindNode {
+			image = m.NodeImage
+		}
+	}
+	ctr := dag.Container().From(image).WithDirectory("/src", m.Source).WithWorkdir("/src")
+	for _, k := range sortedKeys(env) {
+		ctr = ctr.WithEnvVariable(k, env[k])
+	}
+	ctr = ctr.WithExec([]string{"sh", "-c", cmd}, dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
+	code, err := ctr.ExitCode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ctr.CombinedOutput(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		return []byte(out), fmt.Errorf("exit code %d", code)
+	}
+	return []byte(out), nil
+}
+
+// render prints the stage log and the record as text, or the record as JSON.
+func render(output, log string, rec *pipeline.Record) (string, error) {
+	var b bytes.Buffer
+	if output == "json" {
+		if rec == nil {
+			return "", nil
+		}
+		err := pipeline.JSON(&b, rec)
+		return b.String(), err
+	}
+	b.WriteString(log)
+	if rec != nil && rec.Release != "" {
+		pipeline.RenderRecord(&b, rec)
+	}
+	return b.String(), nil
+}

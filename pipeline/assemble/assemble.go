@@ -1,0 +1,173 @@
+// Package assemble makes the target an environment of pushdeploy.yaml describes: it turns
+// the file's settings and the secrets the caller passed into one of the target packages'
+// constructors, so that the Dagger module and the CLI build targets the same way.
+package assemble
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/docker"
+	"github.com/pushdeploy/pushdeploy/targets/kubernetes"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
+)
+
+// Extra are options the caller adds to every target of a kind (tests: a socket path, a
+// state directory).
+type Extra struct {
+	SSH        []sshconn.Option
+	Docker     []docker.Option
+	Kubernetes []kubernetes.Option
+	Server     []serverOption
+}
+
+var _ pipeline.TargetMaker = Maker(Extra{})
+
+// Maker returns the pipeline.TargetMaker that makes targets from the file.
+func Maker(extra Extra) pipeline.TargetMaker {
+	return func(ctx context.Context, app, name string, env *config.Environment, s *pipeline.Secrets) (targets.Target, error) {
+		switch env.Kind() {
+		case "ssh":
+			return server(app, name, env, s, extra)
+		case "docker":
+			return dockerTarget(app, name, env, s, extra)
+		case "kubernetes":
+			return kube(app, name, env, s, extra)
+		}
+		return nil, fmt.Errorf("environment %q has no target (ssh, docker or kubernetes)", name)
+	}
+}
+
+// sshOptions are the connection options of ssh and docker environments.
+func sshOptions(acc config.SSHAccess, s *pipeline.Secrets, extra []sshconn.Option) ([]sshconn.Option, error) {
+	key, err := s.Resolve(acc.Key, s.SSHKey, "ssh key")
+	if err != nil {
+		return nil, err
+	}
+	if len(key) == 0 {
+		return nil, fmt.Errorf("no SSH private key: pass one (--ssh-key) or name its secret in the file (key:)")
+	}
+	kh, err := s.Resolve(acc.KnownHosts, s.KnownHosts, "known_hosts")
+	if err != nil {
+		return nil, err
+	}
+	opts := []sshconn.Option{sshconn.PrivateKey(key)}
+	if len(kh) > 0 {
+		opts = append(opts, sshconn.KnownHosts(kh))
+	}
+	if acc.User != "" {
+		opts = append(opts, sshconn.User(acc.User))
+	}
+	if acc.Jump != nil {
+		jopts := []sshconn.Option{sshconn.PrivateKey(key)}
+		if len(kh) > 0 {
+			jopts = append(jopts, sshconn.KnownHosts(kh))
+		}
+		if u := firstNonEmpty(acc.Jump.User, acc.User); u != "" {
+			jopts = append(jopts, sshconn.User(u))
+		}
+		opts = append(opts, sshconn.Jump(hostPort(*acc.Jump), jopts...))
+	}
+	return append(opts, extra...), nil
+}
+
+func hostPort(h config.HostSpec) string {
+	port := h.Port
+	if port == 0 {
+		port = 22
+	}
+	return h.Host + ":" + strconv.Itoa(port)
+}
+
+func dockerTarget(app, name string, env *config.Environment, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
+	d := env.Docker
+	sshOpts, err := sshOptions(d.SSHAccess, s, extra.SSH)
+	if err != nil {
+		return nil, err
+	}
+	opts := []docker.Option{docker.WithSSH(sshOpts...)}
+	var hosts []string
+	for _, h := range env.Hosts() {
+		hosts = append(hosts, hostPort(h))
+		if h.User != "" && h.User != d.User {
+			return nil, fmt.Errorf("host %q names its own user %q: docker environments use one user (docker.user)", h.Host, h.User)
+		}
+	}
+	if len(d.Ports) > 0 {
+		opts = append(opts, docker.WithPorts(d.Ports...))
+	}
+	if d.Network != "" {
+		opts = append(opts, docker.WithNetwork(d.Network))
+	}
+	var vars []string
+	for k, v := range d.Env {
+		vars = append(vars, k+"="+v)
+	}
+	for k, ref := range d.SecretEnv {
+		v, err := s.Resolve(ref, nil, "docker.secret_env."+k)
+		if err != nil {
+			return nil, err
+		}
+		vars = append(vars, k+"="+string(v))
+	}
+	if len(vars) > 0 {
+		opts = append(opts, docker.WithEnv(vars...))
+	}
+	if len(d.Volumes) > 0 {
+		opts = append(opts, docker.WithVolumes(d.Volumes...))
+	}
+	if d.Restart != "" {
+		opts = append(opts, docker.WithRestartPolicy(d.Restart))
+	}
+	if d.Memory != "" {
+		opts = append(opts, docker.WithMemory(d.Memory))
+	}
+	if d.CPUs > 0 {
+		opts = append(opts, docker.WithCPUs(d.CPUs))
+	}
+	if d.StopTimeout.Duration > 0 {
+		opts = append(opts, docker.WithStopTimeout(d.StopTimeout.Duration))
+	}
+	return docker.New(app, name, hosts, append(opts, extra.Docker...)...)
+}
+
+func kube(app, name string, env *config.Environment, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
+	k := env.Kubernetes
+	kc, err := s.Resolve(k.Kubeconfig, s.Kubeconfig, "kubeconfig")
+	if err != nil {
+		return nil, err
+	}
+	var opts []kubernetes.Option
+	if len(kc) > 0 {
+		opts = append(opts, kubernetes.WithKubeconfig(kc))
+	} else if len(extra.Kubernetes) == 0 {
+		opts = append(opts, kubernetes.WithInCluster())
+	}
+	if k.Context != "" {
+		opts = append(opts, kubernetes.WithContext(k.Context))
+	}
+	if k.Namespace != "" {
+		opts = append(opts, kubernetes.WithNamespace(k.Namespace))
+	}
+	if k.RolloutTimeout.Duration > 0 {
+		opts = append(opts, kubernetes.WithRolloutTimeout(k.RolloutTimeout.Duration))
+	}
+	var ws []kubernetes.Workload
+	for _, d := range k.Deployments {
+		ws = append(ws, kubernetes.Workload{Name: d.Name, Containers: d.Containers})
+	}
+	return kubernetes.New(app, name, ws, append(opts, extra.Kubernetes...)...)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

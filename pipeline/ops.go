@@ -1,0 +1,262 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/pipeline/publish"
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// Environments runs the operations beside deploy — status, plan, history, rollback,
+// unlock — on the environments of one file, the same way for the module and the CLI.
+type Environments struct {
+	File    *config.File
+	Secrets Secrets
+	Targets TargetMaker
+	Log     io.Writer
+	// Deployer names who acts, in locks and records. Default: $USER@hostname.
+	Deployer   string
+	PipelineID string
+}
+
+// target makes the named environment's target and engine.
+func (x *Environments) target(ctx context.Context, name string) (*config.Environment, *engine, error) {
+	if x.File == nil {
+		return nil, nil, errors.New("no environments file")
+	}
+	env, err := x.File.Env(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := x.Targets(ctx, x.File.App, name, env, &x.Secrets)
+	if err != nil {
+		return nil, nil, fmt.Errorf("environment %q: %w", name, err)
+	}
+	r := &run{req: &Request{Deployer: x.Deployer, PipelineID: x.PipelineID}, log: newMasker(orDiscard(x.Log), x.Secrets.values())}
+	opts, err := engineOptions(env, r)
+	if err != nil {
+		t.Close()
+		return nil, nil, err
+	}
+	e, err := newEngine(t, opts)
+	if err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("environment %q: %w", name, err)
+	}
+	return env, e, nil
+}
+
+// EnvStatus is what one environment runs.
+type EnvStatus struct {
+	Env   string           `json:"env"`
+	Kind  string           `json:"kind,omitempty"`
+	Hosts []targets.Status `json:"hosts,omitempty"`
+	Lock  *targets.Lock    `json:"lock,omitempty"`
+	Error string           `json:"error,omitempty"`
+}
+
+// Status answers "what runs where" for every environment of the file (or the named ones),
+// in parallel. An environment that cannot be read has its error in its entry.
+func (x *Environments) Status(ctx context.Context, names ...string) []EnvStatus {
+	if len(names) == 0 {
+		names = x.File.EnvNames()
+	}
+	out := make([]EnvStatus, len(names))
+	done := make(chan struct{})
+	for i, n := range names {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			out[i] = EnvStatus{Env: n}
+			_, e, err := x.target(ctx, n)
+			if err != nil {
+				out[i].Error = maskError(err, x.Secrets.values()).Error()
+				return
+			}
+			defer e.t.Close()
+			out[i].Kind = e.t.Kind()
+			st, err := e.statuses(ctx)
+			if err != nil {
+				out[i].Error = maskError(err, x.Secrets.values()).Error()
+			}
+			out[i].Hosts = st
+			if l, err := e.t.Locker().Holder(ctx); err == nil {
+				out[i].Lock = l
+			}
+		}()
+	}
+	for range names {
+		<-done
+	}
+	return out
+}
+
+// Plan says what deploying art to the named environment would change, and changes
+// nothing. The release's digest comes from the artifact: the manifest of a directory, an
+// image tarball's digest, or a published reference.
+func (x *Environments) Plan(ctx context.Context, name string, art Artifact) ([]targets.Change, error) {
+	_, e, err := x.target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer e.t.Close()
+	r := targets.Release{ID: NewReleaseID(time.Now()), App: x.File.App, Env: name, Artifacts: art.Dir, Image: art.Image}
+	switch {
+	case art.Dir != "":
+		d, ok := e.t.(ArtifactDigester)
+		if !ok {
+			return nil, fmt.Errorf("environment %q: the %s target does not deploy files", name, e.t.Kind())
+		}
+		if r.Digest, err = d.ArtifactDigest(art.Dir); err != nil {
+			return nil, err
+		}
+	case art.Image != "":
+		r.Digest = digestOf(art.Image)
+	case art.ImagePath != "":
+		img, _, closeFn, err := publish.Open(art.ImagePath)
+		if err != nil {
+			return nil, err
+		}
+		h, err := img.Digest()
+		closeFn()
+		if err != nil {
+			return nil, fmt.Errorf("digesting image %q: %w", art.ImagePath, err)
+		}
+		r.Digest = h.String()
+		if x.File.Image != nil {
+			r.Image = repoOf(x.File.Image) + "@" + r.Digest
+		}
+	default:
+		return nil, errors.New("nothing to plan: give the artifacts or the image")
+	}
+	return Plan(ctx, e.t, r)
+}
+
+// History returns the named environment's last limit records, newest last.
+func (x *Environments) History(ctx context.Context, name string, limit int) ([]Record, error) {
+	_, e, err := x.target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer e.t.Close()
+	return History(ctx, e.t, limit)
+}
+
+// Rollback returns the named environment to the release to (each host's previous one
+// when to is ""). A protected environment needs an approval here too.
+func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string) (*Record, error) {
+	env, e, err := x.target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer e.t.Close()
+	if env.Protected && strings.TrimSpace(approvedBy) == "" {
+		return nil, fmt.Errorf("environment %q is protected: a rollback needs --approved-by too; nothing was changed", name)
+	}
+	e.o.record = func(r *Record) { r.ApprovedBy = approvedBy; r.App, r.Env = x.File.App, name }
+	res, err := e.rollback(ctx, to)
+	if res == nil {
+		return nil, maskError(err, x.Secrets.values())
+	}
+	return &res.Record, maskError(err, x.Secrets.values())
+}
+
+// Unlock breaks the named environment's deploy lock and says who held it.
+func (x *Environments) Unlock(ctx context.Context, name string) (*targets.Lock, error) {
+	_, e, err := x.target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer e.t.Close()
+	return Unlock(ctx, e.t)
+}
+
+// RenderStatus prints every environment's hosts, one a line.
+func RenderStatus(w io.Writer, envs []EnvStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENV\tKIND\tHOST\tLIVE\tVERSION\tDIGEST\tKEPT\tDETAIL")
+	for _, e := range envs {
+		if e.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\terror: %s\n", e.Env, dash(e.Kind), e.Error)
+			continue
+		}
+		for _, h := range e.Hosts {
+			live, version, digest := "-", "-", "-"
+			if h.Live != nil {
+				live, version, digest = h.Live.ID, dash(h.Live.Version), short(h.Live.Digest)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Env, e.Kind, h.Host, live, version, digest, len(h.Kept), dash(h.Detail))
+		}
+		if e.Lock != nil {
+			fmt.Fprintf(tw, "%s\t%s\t(lock)\t%s\t\t\t\t\n", e.Env, e.Kind, e.Lock)
+		}
+	}
+	return tw.Flush()
+}
+
+// RenderRecord prints one deployment record for people.
+func RenderRecord(w io.Writer, r *Record) {
+	fmt.Fprintf(w, "%s %s of %s to %s: %s\n", r.Action, r.Release, r.App, r.Env, strings.ToUpper(r.Outcome))
+	if r.Version != "" || r.Digest != "" {
+		fmt.Fprintf(w, "  version %s, digest %s\n", dash(r.Version), dash(r.Digest))
+	}
+	if r.ApprovedBy != "" {
+		fmt.Fprintf(w, "  approved by %s\n", r.ApprovedBy)
+	}
+	for _, h := range r.Hosts {
+		line := fmt.Sprintf("  %s: %s", h.Host, h.Outcome)
+		if h.Step != "" {
+			line += " at " + h.Step
+		}
+		if h.Error != "" {
+			line += ": " + h.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+	if r.Rollback != nil {
+		fmt.Fprintf(w, "  rolled back %s: %s\n", strings.Join(r.Rollback.Hosts, ", "), r.Rollback.Reason)
+		for _, e := range r.Rollback.Errors {
+			fmt.Fprintf(w, "  ROLLBACK FAILED: %s\n", e)
+		}
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+	if !r.Finished.IsZero() {
+		fmt.Fprintf(w, "  took %s\n", round(r.Finished.Sub(r.Started)))
+	}
+}
+
+// RenderHistory prints records one a line, oldest first.
+func RenderHistory(w io.Writer, recs []Record) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tACTION\tRELEASE\tVERSION\tDIGEST\tOUTCOME\tBY\tAPPROVED")
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Started.Before(recs[j].Started) })
+	for _, r := range recs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Started.Format(time.RFC3339), r.Action, r.Release,
+			dash(r.Version), short(r.Digest), r.Outcome, dash(r.Deployer), dash(r.ApprovedBy))
+	}
+	return tw.Flush()
+}
+
+// JSON writes v as indented JSON.
+func JSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func short(d string) string {
+	if strings.HasPrefix(d, "sha256:") && len(d) > 19 {
+		return d[:19]
+	}
+	return dash(d)
+}
