@@ -36,7 +36,8 @@ var (
 
 // Publish pushes art to repo ("registry/path", no tag) and points every tag at it, then
 // returns the digest-pinned reference "repo@sha256:...". Only the blobs the repository lacks
-// go up, once; each tag costs one manifest PUT (none when it already points at art).
+// go up, once; each tag costs one manifest PUT (none when it already points at art; with no
+// tag, the manifest is PUT by digest).
 // Immutable tags (see Immutable) that point at another digest make Publish fail with
 // ErrImmutableTag before anything is sent, unless WithForce. Options: WithBasicAuth,
 // WithBearerToken, WithDockerConfig, WithRootCAs, WithCAPEM, WithTransport, WithForce,
@@ -111,12 +112,18 @@ func publish(ctx context.Context, art Artifact, repo name.Repository, tags []str
 			digest, repo, ErrImmutableTag, strings.Join(conflicts, ", "))
 	}
 
-	// Blobs (each HEADed first; only missing ones go up) and the manifest, by digest.
+	// Blobs (each HEADed first; only missing ones go up) and the manifest, under the first
+	// tag to move, or by digest when no tag moves (then nothing is sent if it is there).
 	pinned := repo.Digest(digest.String())
-	if err := pusher.Push(ctx, pinned, art); err != nil {
-		return "", describe(err, "pushing "+digest.String(), repo)
+	var first name.Reference = pinned
+	if len(move) > 0 {
+		first = move[0]
+		move = move[1:]
 	}
-	// Tags: the same manifest, PUT once per tag.
+	if err := pusher.Push(ctx, first, art); err != nil {
+		return "", describe(err, "pushing "+digest.String()+" as "+quote(first.Identifier()), repo)
+	}
+	// The other tags: the same manifest, PUT once per tag, no blob checks.
 	for _, t := range move {
 		if err := pusher.Put(ctx, t, art); err != nil {
 			return "", describe(err, "tagging "+digest.String()+" as "+quote(t.TagStr()), repo)
