@@ -27,6 +27,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/hoststate"
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
@@ -50,7 +51,7 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	lock     *stateFiles
+	state    *hoststate.Files
 }
 
 var (
@@ -97,7 +98,9 @@ func New(app, env string, hosts []string, opts ...Option) (*Target, error) {
 			return nil, fmt.Errorf("docker target %s/%s: environment given for host %q, which is not one of the hosts %q", app, env, h, hosts)
 		}
 	}
-	t.lock = newStateFiles(t)
+	if t.state, err = newState(t); err != nil {
+		return nil, fmt.Errorf("docker target %s/%s: %w", app, env, err)
+	}
 	return t, nil
 }
 
@@ -113,11 +116,11 @@ func (t *Target) Hosts() []targets.Host {
 	return out
 }
 
-// Locker is the deploy lock, a file on the first host.
-func (t *Target) Locker() targets.Locker { return t.lock }
+// Locker is the deploy lock, a file on the first host (see WithStateDir).
+func (t *Target) Locker() targets.Locker { return t.state }
 
-// Journal is the deployment history, a file on the first host.
-func (t *Target) Journal() targets.Journal { return t.lock }
+// Journal is the deployment history, a file on the first host (see WithStateDir).
+func (t *Target) Journal() targets.Journal { return t.state }
 
 // Close closes every host's connections.
 func (t *Target) Close() error {
@@ -195,17 +198,12 @@ func (h *Host) engine(ctx context.Context) (*client.Client, error) {
 	if h.cli != nil {
 		return h.cli, nil
 	}
-	var dial func(ctx context.Context) (net.Conn, error)
-	if h.t.o.dialOverride != nil {
-		dial = func(ctx context.Context) (net.Conn, error) { return h.t.o.dialOverride(ctx, h.addr) }
-	} else {
-		sc, err := h.sshClientLocked(ctx)
-		if err != nil {
-			return nil, err
-		}
-		socket := h.t.o.socket
-		dial = func(ctx context.Context) (net.Conn, error) { return sc.DialUnix(ctx, socket) }
+	sc, err := h.sshClientLocked(ctx)
+	if err != nil {
+		return nil, err
 	}
+	socket := h.t.o.socket
+	dial := func(ctx context.Context) (net.Conn, error) { return sc.DialUnix(ctx, socket) }
 	var dialErr error
 	var dmu sync.Mutex
 	cli, err := client.NewClientWithOpts(

@@ -17,24 +17,26 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
 func TestMain(m *testing.M) { os.Exit(testbench.MainWithDockerd(m)) }
 
 // bench is one test's world: the shared engine, a registry, a free port for the service.
 type bench struct {
-	t    *testing.T
-	d    *testbench.Dockerd
-	reg  *testbench.Registry
-	app  string
-	port int
-	cli  *client.Client // the test's own view of the engine, for assertions
+	t     *testing.T
+	d     *testbench.Dockerd
+	hosts []*testbench.SSHHost // sshd servers; each forwards the shared engine's socket
+	reg   *testbench.Registry
+	app   string
+	port  int
+	cli   *client.Client // the test's own view of the engine, for assertions
 }
 
 func newBench(t *testing.T) *bench {
 	t.Helper()
 	d := testbench.SharedDockerd(t)
-	b := &bench{t: t, d: d, reg: testbench.InProcessRegistry(t), port: freePort(t)}
+	b := &bench{t: t, d: d, hosts: testbench.SSHHosts(t, 1), reg: testbench.InProcessRegistry(t), port: freePort(t)}
 	b.app = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	cli, err := client.NewClientWithOpts(client.WithHost(d.Host()), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -78,18 +80,21 @@ func (b *bench) release(id, version, ref, digest string) targets.Release {
 	return targets.Release{ID: id, App: b.app, Env: "test", Version: version, Digest: digest, Image: ref, Deployer: "tester"}
 }
 
-// target builds the Docker target of the bench's app on one host.
+// target builds the Docker target of the bench's app on the bench's hosts, reached over SSH.
 func (b *bench) target(opts ...Option) *Target {
 	b.t.Helper()
+	var addrs []string
+	for _, h := range b.hosts {
+		addrs = append(addrs, h.Addr)
+	}
 	all := append([]Option{
-		withDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", b.d.Socket)
-		}),
+		WithSSH(sshconn.PrivateKey(b.hosts[0].ClientKey), sshconn.KnownHosts(testbench.KnownHostsOf(b.hosts))),
+		WithSocket(b.d.Socket),
+		WithStateDir(b.hosts[0].Dir),
 		WithNetwork("host"),
 		WithStopTimeout(5 * time.Second),
 	}, opts...)
-	tg, err := New(b.app, "test", []string{"dockerhost"}, all...)
+	tg, err := New(b.app, "test", addrs, all...)
 	if err != nil {
 		b.t.Fatal(err)
 	}

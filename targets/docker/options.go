@@ -1,10 +1,8 @@
 package docker
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -18,25 +16,24 @@ import (
 type Option func(*options) error
 
 type options struct {
-	ssh           []sshconn.Option
-	socket        string
-	registryUser  string
-	registryPass  string
-	exposed       nat.PortSet
-	bindings      nat.PortMap
-	ports         []string
-	network       string
-	env           []string
-	volumes       []string
-	restart       string
-	restartMax    int
-	memory        int64
-	nanoCPUs      int64
-	stopTimeout   time.Duration
-	stateDir      string
-	hostScope     bool
-	hostEnv       map[string][]string
-	dialOverride  func(ctx context.Context, host string) (net.Conn, error)
+	ssh          []sshconn.Option
+	socket       string
+	registryUser string
+	registryPass string
+	exposed      nat.PortSet
+	bindings     nat.PortMap
+	ports        []string
+	network      string
+	env          []string
+	volumes      []string
+	restart      string
+	restartMax   int
+	memory       int64
+	nanoCPUs     int64
+	stopTimeout  time.Duration
+	stateDir     string
+	hostScope    bool
+	hostEnv      map[string][]string
 }
 
 // DefaultSocket is where the Docker Engine listens on a host unless WithSocket says otherwise.
@@ -275,13 +272,8 @@ func makeOptions(opts []Option) (*options, error) {
 	if o.network == "none" && len(o.ports) > 0 {
 		return nil, fmt.Errorf("ports %q with network mode \"none\": nothing could reach them", o.ports)
 	}
-	if len(o.ssh) == 0 && o.dialOverride == nil {
+	if len(o.ssh) == 0 {
 		return nil, errors.New("no SSH options given (WithSSH with at least sshconn.PrivateKey and sshconn.KnownHosts)")
 	}
 	return o, nil
-}
-
-// withDialer reaches each host's engine with dial instead of SSH: a development seam.
-func withDialer(dial func(ctx context.Context, host string) (net.Conn, error)) Option {
-	return func(o *options) error { o.dialOverride = dial; return nil }
 }

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
 // rollout deploys r with the pipeline's engine, as the CLI does.
@@ -216,5 +219,131 @@ func TestRollbackToKeptRelease(t *testing.T) {
 	b.expect(b.name(r1.ID), "200 ok v1")
 	if got := b.kept(tg); !equal(got, []string{r1.ID, rs[0].ID, rs[1].ID}) {
 		t.Errorf("kept = %q, want all three", got)
+	}
+}
+
+func TestEngineUnreachable(t *testing.T) {
+	b := newBench(t)
+	r1 := b.deployV1(b.target())
+
+	// A host whose engine is down: its socket is gone.
+	down := testbench.StartDockerd(t)
+	if err := down.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	tg := b.target(WithSocket(down.Socket))
+	ref, dg := b.image("v2", nil)
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	err := b.rollout(tg, r2)
+	if err == nil {
+		t.Fatal("deploying through an engine that is down succeeded")
+	}
+	for _, want := range []string{"reaching the Docker Engine at unix:" + down.Socket, b.hosts[0].Addr} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+}
+
+func TestUnknownHostKeyChangesNothing(t *testing.T) {
+	b := newBench(t)
+	r1 := b.deployV1(b.target())
+
+	other := testbench.SSHHosts(t, 1)
+	// known_hosts holds another key for the host's address.
+	forged := strings.Replace(string(other[0].KnownHosts), fmt.Sprintf("[127.0.0.1]:%d", other[0].Port), fmt.Sprintf("[127.0.0.1]:%d", b.hosts[0].Port), 1)
+	tg := b.target(WithSSH(sshconn.KnownHosts([]byte(forged))))
+	ref, dg := b.image("v2", nil)
+	err := b.rollout(tg, b.release("20261127T000002Z", "v2", ref, dg))
+	var hke *sshconn.HostKeyError
+	if !errors.As(err, &hke) || !hke.Changed {
+		t.Fatalf("error = %v, want a changed host key", err)
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+}
+
+// lineWriter signals on a channel the first time a line containing want is written.
+type lineWriter struct {
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func TestLockContention(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+	ctx := context.Background()
+
+	now := time.Now().UTC()
+	other := targets.Lock{Owner: "alice@ci", PipelineID: "run-42", Acquired: now, Expires: now.Add(time.Hour)}
+	if err := tg.Locker().Acquire(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	ref, dg := b.image("v2", nil)
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+
+	// Without waiting: refused, naming the holder; nothing changes.
+	err := b.rollout(tg, r2)
+	var held *targets.HeldError
+	if !errors.As(err, &held) || held.Holder.Owner != "alice@ci" {
+		t.Fatalf("error = %v, want the lock held by alice@ci", err)
+	}
+	if !strings.Contains(err.Error(), `"alice@ci"`) || !strings.Contains(err.Error(), `"run-42"`) {
+		t.Errorf("error does not name the holder and her pipeline: %v", err)
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+
+	// Waiting: the deploy goes on once the holder lets go.
+	w := &lineWriter{want: "waiting", seen: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := pipeline.Rollout(ctx, b.target(), r2, pipeline.WithLogger(w), pipeline.WithLockWait(time.Minute))
+		done <- err
+	}()
+	select {
+	case <-w.seen:
+	case err := <-done:
+		t.Fatalf("the deploy did not wait for the lock: %v", err)
+	}
+	b.expect(b.name(r1.ID), "200 ok v1")
+	if err := tg.Locker().Release(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r2.ID), "200 ok v2")
+	if l, err := tg.Locker().Holder(ctx); err != nil || l != nil {
+		t.Errorf("lock after the deploy = %v, %v; want released", l, err)
+	}
+}
+
+func TestHistoryAndStatus(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+	ctx := context.Background()
+	recs, err := pipeline.History(ctx, tg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Release != r1.ID || recs[0].Outcome != pipeline.OutcomeDeployed {
+		t.Errorf("history = %+v, want the deploy of %s", recs, r1.ID)
+	}
+	st, err := pipeline.Status(ctx, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Live == nil || st[0].Live.ID != r1.ID || !strings.Contains(st[0].Detail, "Up") {
+		t.Errorf("status = %+v, want %s live and up", st, r1.ID)
 	}
 }

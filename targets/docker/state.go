@@ -2,25 +2,16 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
+	"path"
 
-	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/hoststate"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
-// stateFiles is the deploy lock and the history on the first host. TODO: shared with targets/ssh.
-type stateFiles struct{ t *Target }
-
-func newStateFiles(t *Target) *stateFiles { return &stateFiles{t: t} }
-
-var errTODO = errors.New("not yet")
-
-func (s *stateFiles) Acquire(ctx context.Context, l targets.Lock) error { return nil }
-func (s *stateFiles) Renew(ctx context.Context, l targets.Lock) error   { return nil }
-func (s *stateFiles) Release(ctx context.Context, l targets.Lock) error { return nil }
-func (s *stateFiles) Holder(ctx context.Context) (*targets.Lock, error) { return nil, nil }
-func (s *stateFiles) Break(ctx context.Context) error                   { return nil }
-func (s *stateFiles) Append(ctx context.Context, record json.RawMessage) error { return nil }
-func (s *stateFiles) Records(ctx context.Context, limit int) ([]json.RawMessage, error) {
-	return nil, errTODO
+// newState keeps the deploy lock and the history in <state dir>/<app>-<env>/ on the first
+// host: one place every deploy of the target goes through.
+func newState(t *Target) (*hoststate.Files, error) {
+	first := t.hosts[0]
+	dial := func(ctx context.Context) (*sshconn.Client, error) { return first.sshClient(ctx) }
+	return hoststate.New(dial, path.Join(t.o.stateDir, t.app+"-"+t.env), "docker target "+t.app+"/"+t.env)
 }
