@@ -1,0 +1,430 @@
+package kubernetes
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// Annotations pushdeploy writes. The release ones sit on the pod template, so that every
+// ReplicaSet (every revision) carries the release it runs.
+const (
+	// AnnotationRelease is the release id.
+	AnnotationRelease = "pushdeploy.dev/release"
+	// AnnotationDigest is the image digest.
+	AnnotationDigest = "pushdeploy.dev/digest"
+	// AnnotationVersion is the source version.
+	AnnotationVersion = "pushdeploy.dev/version"
+	// AnnotationChangeCause is what `kubectl rollout history` shows for a revision.
+	AnnotationChangeCause = "kubernetes.io/change-cause"
+)
+
+// Deployment is one Deployment of the application: a host.
+type Deployment struct {
+	t          *Target
+	name       string
+	containers []string
+
+	mu       sync.Mutex
+	prepared map[string]targets.Release
+}
+
+// Name is "deployment/<name>".
+func (d *Deployment) Name() string { return "deployment/" + d.name }
+
+func (d *Deployment) get(ctx context.Context) (*appsv1.Deployment, error) {
+	dep, err := d.t.cs.AppsV1().Deployments(d.t.ns).Get(ctx, d.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if err := d.t.namespaceExists(ctx); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("deployment %q not found in namespace %q", d.name, d.t.ns)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading deployment %q in namespace %q: %w", d.name, d.t.ns, err)
+	}
+	return dep, nil
+}
+
+// checkContainers says which named containers the Deployment lacks.
+func (d *Deployment) checkContainers(dep *appsv1.Deployment) error {
+	have := map[string]bool{}
+	var names []string
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		have[c.Name] = true
+		names = append(names, c.Name)
+	}
+	for _, c := range d.containers {
+		if !have[c] {
+			return fmt.Errorf("deployment %q has no container %q (it has: %s)", d.name, c, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// replicaSets lists the ReplicaSets the Deployment owns: its revisions.
+func (d *Deployment) replicaSets(ctx context.Context, dep *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
+	sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %q: selector: %w", d.name, err)
+	}
+	list, err := d.t.cs.AppsV1().ReplicaSets(d.t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("listing the replica sets of deployment %q: %w", d.name, err)
+	}
+	var out []*appsv1.ReplicaSet
+	for i := range list.Items {
+		rs := &list.Items[i]
+		if ref := metav1.GetControllerOf(rs); ref != nil && ref.UID == dep.UID {
+			out = append(out, rs)
+		}
+	}
+	return out, nil
+}
+
+// equalIgnoreHash compares pod templates as the Deployment controller and kubectl do: the
+// ReplicaSet's copy carries a pod-template-hash label the Deployment's lacks.
+func equalIgnoreHash(a, b *corev1.PodTemplateSpec) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	delete(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	delete(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	return apiequality.Semantic.DeepEqual(a, b)
+}
+
+// current finds the ReplicaSet that runs the Deployment's template, nil if none does yet.
+func current(dep *appsv1.Deployment, rss []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
+	var found *appsv1.ReplicaSet
+	for _, rs := range rss {
+		if equalIgnoreHash(&rs.Spec.Template, &dep.Spec.Template) {
+			// Several can match after an API change of the template: the oldest is the one.
+			if found == nil || rs.CreationTimestamp.Before(&found.CreationTimestamp) {
+				found = rs
+			}
+		}
+	}
+	return found
+}
+
+// releaseID names the release a ReplicaSet runs: pushdeploy's annotation, or for a revision
+// something else made, "rs-" and its pod-template hash (stable across rollbacks, unlike the
+// revision number).
+func releaseID(rs *appsv1.ReplicaSet) string {
+	if id := rs.Spec.Template.Annotations[AnnotationRelease]; id != "" {
+		return id
+	}
+	return "rs-" + rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+}
+
+// kept describes the release a pod template runs.
+func (d *Deployment) kept(tmpl *corev1.PodTemplateSpec) targets.Kept {
+	k := targets.Kept{ID: tmpl.Annotations[AnnotationRelease], Version: tmpl.Annotations[AnnotationVersion], Digest: tmpl.Annotations[AnnotationDigest]}
+	for _, c := range tmpl.Spec.Containers {
+		if c.Name == d.containers[0] {
+			k.Image = c.Image
+		}
+	}
+	if k.Digest == "" {
+		if _, dg, ok := strings.Cut(k.Image, "@"); ok {
+			k.Digest = dg
+		}
+	}
+	return k
+}
+
+// Revision is one entry of a Deployment's rollout history.
+type Revision struct {
+	Number      int64     `json:"revision"`
+	ID          string    `json:"id"`
+	Version     string    `json:"version,omitempty"`
+	Digest      string    `json:"digest,omitempty"`
+	Image       string    `json:"image,omitempty"`
+	ChangeCause string    `json:"changeCause,omitempty"`
+	Created     time.Time `json:"created"`
+	Live        bool      `json:"live,omitempty"`
+}
+
+// History lists the Deployment's revisions, oldest first, like `kubectl rollout history`.
+func (d *Deployment) History(ctx context.Context) ([]Revision, error) {
+	dep, err := d.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rss, err := d.replicaSets(ctx, dep)
+	if err != nil {
+		return nil, err
+	}
+	live := current(dep, rss)
+	var out []Revision
+	for _, rs := range rss {
+		n, _ := deploymentutil.Revision(rs)
+		k := d.kept(&rs.Spec.Template)
+		out = append(out, Revision{Number: n, ID: releaseID(rs), Version: k.Version, Digest: k.Digest, Image: k.Image,
+			ChangeCause: rs.Annotations[AnnotationChangeCause], Created: rs.CreationTimestamp.Time.UTC(), Live: rs == live})
+	}
+	slices.SortFunc(out, func(a, b Revision) int { return cmp.Compare(a.Number, b.Number) })
+	return out, nil
+}
+
+// Status reports the release the Deployment's template runs and the releases its
+// ReplicaSets keep (oldest first, by when each was first deployed), with the revision and
+// replica counts in Detail.
+func (d *Deployment) Status(ctx context.Context) (targets.Status, error) {
+	dep, err := d.get(ctx)
+	if err != nil {
+		return targets.Status{}, err
+	}
+	rss, err := d.replicaSets(ctx, dep)
+	if err != nil {
+		return targets.Status{}, err
+	}
+	// First deployed first: after a rollback the restored ReplicaSet takes the newest
+	// revision number, but it is still the older release.
+	slices.SortFunc(rss, func(a, b *appsv1.ReplicaSet) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		ra, _ := deploymentutil.Revision(a)
+		rb, _ := deploymentutil.Revision(b)
+		return cmp.Compare(ra, rb)
+	})
+	st := targets.Status{Host: d.Name()}
+	for _, rs := range rss {
+		k := d.kept(&rs.Spec.Template)
+		k.ID, k.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
+		st.Kept = append(st.Kept, k)
+	}
+	live := d.kept(&dep.Spec.Template)
+	rev := "no revision yet"
+	if rs := current(dep, rss); rs != nil {
+		live.ID, live.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
+		if n, err := deploymentutil.Revision(rs); err == nil {
+			rev = fmt.Sprintf("revision %d", n)
+		}
+	}
+	if live.ID != "" {
+		st.Live = &live
+	}
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	s := dep.Status
+	st.Detail = fmt.Sprintf("%s, image %s: %d/%d ready, %d updated, %d available", rev, live.Image, s.ReadyReplicas, want, s.UpdatedReplicas, s.AvailableReplicas)
+	if c := deploymentutil.GetDeploymentCondition(s, appsv1.DeploymentProgressing); c != nil && c.Reason == "ProgressDeadlineExceeded" {
+		st.Detail += ", progress deadline exceeded"
+	}
+	if dep.Spec.Paused {
+		st.Detail += ", paused"
+	}
+	return st, nil
+}
+
+// Plan says which container images deploying r changes.
+func (d *Deployment) Plan(ctx context.Context, r targets.Release) (targets.Change, error) {
+	dep, err := d.get(ctx)
+	if err != nil {
+		return targets.Change{}, err
+	}
+	if err := d.checkContainers(dep); err != nil {
+		return targets.Change{}, err
+	}
+	ch := targets.Change{Host: d.Name(), Live: dep.Spec.Template.Annotations[AnnotationRelease], Noop: true}
+	var from []string
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if slices.Contains(d.containers, c.Name) && c.Image != r.Image {
+			ch.Noop = false
+			ch.Update = append(ch.Update, fmt.Sprintf("spec.template.spec.containers[%s].image", c.Name))
+			from = append(from, c.Image)
+		}
+	}
+	if !ch.Noop {
+		ch.Summary = fmt.Sprintf("image %s -> %s", strings.Join(slices.Compact(from), ", "), r.Image)
+	}
+	return ch, nil
+}
+
+// Prepare checks the release and the Deployment (through Preflight); there is nothing to
+// upload: the cluster pulls the image when the pods start.
+func (d *Deployment) Prepare(ctx context.Context, r targets.Release) error {
+	_, dg, ok := strings.Cut(r.Image, "@")
+	switch {
+	case r.Image == "":
+		return fmt.Errorf("release %q has no image for deployment %q", r.ID, d.name)
+	case !ok || !strings.HasPrefix(dg, "sha256:"):
+		return fmt.Errorf("release %q: image %q is not pinned by digest (want repo@sha256:...)", r.ID, r.Image)
+	case r.Digest != "" && r.Digest != dg:
+		return fmt.Errorf("release %q: image %q does not have the release's digest %q", r.ID, r.Image, r.Digest)
+	}
+	if err := d.t.Preflight(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.prepared[r.ID] = r
+	d.mu.Unlock()
+	return nil
+}
+
+// Discard forgets a prepared release. ReplicaSets stay: the Deployment's
+// revisionHistoryLimit prunes them, as it does for kubectl.
+func (d *Deployment) Discard(_ context.Context, id string) error {
+	d.mu.Lock()
+	delete(d.prepared, id)
+	d.mu.Unlock()
+	return nil
+}
+
+// Activate makes release id live and waits for the rollout: a release prepared in this
+// process gets its image set; any other id is a kept revision, whose pod template comes
+// back (`kubectl rollout undo --to-revision`).
+func (d *Deployment) Activate(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("deployment %q: no release to go back to (a Deployment always runs one: roll back to a kept release instead)", d.name)
+	}
+	if err := d.t.Preflight(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	r, ok := d.prepared[id]
+	d.mu.Unlock()
+	var err error
+	if ok {
+		err = d.setImage(ctx, r)
+	} else {
+		err = d.undo(ctx, id)
+	}
+	if err != nil {
+		return err
+	}
+	return d.wait(ctx)
+}
+
+// changeCause is the revision's line in `kubectl rollout history`.
+func changeCause(r targets.Release) string {
+	s := "pushdeploy " + r.ID
+	if r.Version != "" {
+		s += " " + r.Version
+	}
+	s += " " + r.Digest
+	if r.Deployer != "" {
+		s += " by " + r.Deployer
+	}
+	if r.PipelineID != "" {
+		s += " (" + r.PipelineID + ")"
+	}
+	return s
+}
+
+// setImage patches the named containers' image and the release annotations.
+func (d *Deployment) setImage(ctx context.Context, r targets.Release) error {
+	digest := r.Digest
+	if digest == "" {
+		_, digest, _ = strings.Cut(r.Image, "@")
+	}
+	var version any = r.Version
+	if r.Version == "" {
+		version = nil // null deletes the previous release's version in a strategic merge
+	}
+	containers := make([]map[string]string, len(d.containers))
+	for i, c := range d.containers {
+		containers[i] = map[string]string{"name": c, "image": r.Image}
+	}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"annotations": map[string]any{AnnotationChangeCause: changeCause(r)}},
+		"spec": map[string]any{"template": map[string]any{
+			"metadata": map[string]any{"annotations": map[string]any{AnnotationRelease: r.ID, AnnotationDigest: digest, AnnotationVersion: version}},
+			"spec":     map[string]any{"containers": containers},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = d.t.cs.AppsV1().Deployments(d.t.ns).Patch(ctx, d.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager})
+	if err != nil {
+		return fmt.Errorf("setting image %s on deployment %q: %w", r.Image, d.name, err)
+	}
+	return nil
+}
+
+// undo restores the pod template of the ReplicaSet that runs release id, with that
+// revision's annotations, exactly as kubectl's DeploymentRollbacker does (same JSON patch,
+// same annotations kept). It is not called directly: it takes no context, re-reads what we
+// read already, and sends no field manager.
+func (d *Deployment) undo(ctx context.Context, id string) error {
+	dep, err := d.get(ctx)
+	if err != nil {
+		return err
+	}
+	rss, err := d.replicaSets(ctx, dep)
+	if err != nil {
+		return err
+	}
+	var rs *appsv1.ReplicaSet
+	var ids []string
+	for _, x := range rss {
+		ids = append(ids, releaseID(x))
+		if releaseID(x) == id {
+			rs = x
+		}
+	}
+	if rs == nil {
+		return fmt.Errorf("deployment %q keeps no revision of release %q (kept: %s)", d.name, id, strings.Join(ids, ", "))
+	}
+	if equalIgnoreHash(&rs.Spec.Template, &dep.Spec.Template) {
+		return nil // the template runs it already: wait for the rollout only
+	}
+	if dep.Spec.Paused {
+		return fmt.Errorf("deployment %q is paused: resume it (kubectl rollout resume) before rolling back", d.name)
+	}
+	tmpl := rs.Spec.Template.DeepCopy()
+	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	annotations := map[string]string{}
+	for k := range annotationsToSkip {
+		if v, ok := dep.Annotations[k]; ok {
+			annotations[k] = v
+		}
+	}
+	for k, v := range rs.Annotations {
+		if !annotationsToSkip[k] {
+			annotations[k] = v
+		}
+	}
+	patch, err := json.Marshal([]map[string]any{
+		{"op": "replace", "path": "/spec/template", "value": tmpl},
+		{"op": "replace", "path": "/metadata/annotations", "value": annotations},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = d.t.cs.AppsV1().Deployments(d.t.ns).Patch(ctx, d.name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager})
+	if err != nil {
+		n, _ := deploymentutil.Revision(rs)
+		return fmt.Errorf("restoring revision %d (release %q) of deployment %q: %w", n, id, d.name, err)
+	}
+	return nil
+}
+
+// annotationsToSkip are the Deployment's own annotations a rollback keeps rather than
+// taking the ReplicaSet's (kubectl's list).
+var annotationsToSkip = map[string]bool{
+	corev1.LastAppliedConfigAnnotation:       true,
+	deploymentutil.RevisionAnnotation:        true,
+	deploymentutil.RevisionHistoryAnnotation: true,
+	deploymentutil.DesiredReplicasAnnotation: true,
+	deploymentutil.MaxReplicasAnnotation:     true,
+	appsv1.DeprecatedRollbackTo:              true,
+}

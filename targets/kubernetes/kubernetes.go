@@ -1,0 +1,326 @@
+// Package kubernetes deploys images to Kubernetes Deployments through client-go, the way
+// `kubectl set image` + `kubectl rollout status` + `kubectl rollout undo` do, without kubectl.
+//
+// Each Deployment of an application is a host. Activating a release patches the named
+// containers' image, pinned by digest, with the release recorded in pod-template
+// annotations and the change-cause annotation, under the field manager "pushdeploy"; then it
+// watches the Deployment with kubectl's own status viewer until the rollout completes, its
+// progress deadline passes, it is deleted, or the rollout timeout ends. Activating an older
+// release restores the pod template of the ReplicaSet that ran it (`kubectl rollout undo`).
+// The deploy lock is a coordination.k8s.io Lease and the journal a ConfigMap, both in the
+// Deployments' namespace; Preflight asks the API server for every permission this needs
+// before anything changes (deploy/kubernetes/rbac.yaml grants exactly those).
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+)
+
+// Workload is one Deployment of the application and the containers that run its image.
+type Workload struct {
+	// Name is the Deployment's name.
+	Name string
+	// Containers are the containers whose image a deploy sets; empty means the container
+	// named like the Deployment.
+	Containers []string
+}
+
+// Target is an application's Deployments in one namespace.
+type Target struct {
+	app, env string
+	ns       string
+	o        *options
+	cs       kubernetes.Interface
+	hosts    []*Deployment
+	lease    *Lease
+	journal  *Journal
+
+	pre struct {
+		sync.Mutex
+		ok bool
+	}
+}
+
+// Compile-time checks that the types implement what the pipeline uses.
+var (
+	_ targets.Target  = (*Target)(nil)
+	_ targets.Host    = (*Deployment)(nil)
+	_ targets.Locker  = (*Lease)(nil)
+	_ targets.Journal = (*Journal)(nil)
+)
+
+// New returns the target for app in env: the Deployments of workloads, reached with the
+// credentials the options give. It talks to no server: Preflight (run by the first step
+// that changes anything) checks the credentials, the namespace and the Deployments.
+func New(app, env string, workloads []Workload, opts ...Option) (*Target, error) {
+	for what, v := range map[string]string{"app": app, "environment": env} {
+		if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
+			return nil, fmt.Errorf("kubernetes target: %s name %q: %s", what, v, strings.Join(errs, "; "))
+		}
+	}
+	if len(workloads) == 0 {
+		return nil, fmt.Errorf("kubernetes target %s/%s: no deployments given", app, env)
+	}
+	o, err := makeOptions(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes target %s/%s: %w", app, env, err)
+	}
+	cfg, ns, err := restConfig(o)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes target %s/%s: %w", app, env, err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes target %s/%s: client: %w", app, env, err)
+	}
+	t := &Target{app: app, env: env, ns: ns, o: o, cs: cs}
+	seen := map[string]bool{}
+	for _, w := range workloads {
+		if errs := validation.IsDNS1123Subdomain(w.Name); len(errs) > 0 {
+			return nil, fmt.Errorf("kubernetes target %s/%s: deployment name %q: %s", app, env, w.Name, strings.Join(errs, "; "))
+		}
+		if seen[w.Name] {
+			return nil, fmt.Errorf("kubernetes target %s/%s: deployment %q given twice", app, env, w.Name)
+		}
+		seen[w.Name] = true
+		containers := w.Containers
+		if len(containers) == 0 {
+			containers = []string{w.Name}
+		}
+		for _, c := range containers {
+			if errs := validation.IsDNS1123Label(c); len(errs) > 0 {
+				return nil, fmt.Errorf("kubernetes target %s/%s: deployment %q: container name %q: %s", app, env, w.Name, c, strings.Join(errs, "; "))
+			}
+		}
+		t.hosts = append(t.hosts, &Deployment{t: t, name: w.Name, containers: containers, prepared: map[string]targets.Release{}})
+	}
+	name := "pushdeploy-" + app + "-" + env
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return nil, fmt.Errorf("kubernetes target %s/%s: lease name %q: %s", app, env, name, strings.Join(errs, "; "))
+	}
+	t.lease = &Lease{t: t, name: name}
+	t.journal = &Journal{t: t, name: name + "-journal"}
+	return t, nil
+}
+
+// restConfig builds the client configuration and picks the namespace.
+func restConfig(o *options) (*rest.Config, string, error) {
+	var cfg *rest.Config
+	ns := o.namespace
+	switch {
+	case o.restConfig != nil:
+		cfg = o.restConfig
+	case o.inCluster:
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("in-cluster config: %w", err)
+		}
+		cfg = c
+		if ns == "" {
+			if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+				ns = strings.TrimSpace(string(b))
+			}
+		}
+	default:
+		raw, err := clientcmd.Load(o.kubeconfig)
+		if err != nil {
+			// The loader's message names the YAML line, not its content.
+			return nil, "", fmt.Errorf("parsing kubeconfig: %w", err)
+		}
+		if o.kubeContext != "" && raw.Contexts[o.kubeContext] == nil {
+			var names []string
+			for n := range raw.Contexts {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			return nil, "", fmt.Errorf("kubeconfig has no context %q (it has: %s)", o.kubeContext, strings.Join(names, ", "))
+		}
+		cc := clientcmd.NewNonInteractiveClientConfig(*raw, o.kubeContext, &clientcmd.ConfigOverrides{}, nil)
+		c, err := cc.ClientConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("kubeconfig: %w", err)
+		}
+		cfg = c
+		if ns == "" {
+			if n, _, err := cc.Namespace(); err == nil {
+				ns = n
+			}
+		}
+	}
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	// Field managers default to the user agent's first word: name ourselves even where a
+	// request carries no explicit manager.
+	cfg.UserAgent = o.fieldManager
+	// client-go's default 5 requests/s would throttle a deploy of several Deployments.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	return cfg, ns, nil
+}
+
+// Kind is "kubernetes".
+func (t *Target) Kind() string { return "kubernetes" }
+
+// Namespace is the namespace of the Deployments, the Lease and the journal.
+func (t *Target) Namespace() string { return t.ns }
+
+// Hosts are the Deployments in the order given.
+func (t *Target) Hosts() []targets.Host {
+	out := make([]targets.Host, len(t.hosts))
+	for i, h := range t.hosts {
+		out[i] = h
+	}
+	return out
+}
+
+// Deployments are the hosts with their Kubernetes-specific methods (History).
+func (t *Target) Deployments() []*Deployment { return t.hosts }
+
+// Locker is the Lease "pushdeploy-<app>-<env>".
+func (t *Target) Locker() targets.Locker { return t.lease }
+
+// Journal is the ConfigMap "pushdeploy-<app>-<env>-journal".
+func (t *Target) Journal() targets.Journal { return t.journal }
+
+// Close releases nothing: client-go's connections are pooled and idle ones time out.
+func (t *Target) Close() error { return nil }
+
+// String names the target in messages: "kubernetes namespace \"prod\"".
+func (t *Target) String() string { return fmt.Sprintf("kubernetes namespace %q", t.ns) }
+
+// Permission is one thing the target does to the API server.
+type Permission struct {
+	Group    string // "" for the core group
+	Resource string
+	Verb     string
+}
+
+func (p Permission) String() string {
+	r := p.Resource
+	if p.Group != "" {
+		r += "." + p.Group
+	}
+	return p.Verb + " " + r
+}
+
+// Permissions lists every (verb, resource) the target uses, all in its namespace;
+// deploy/kubernetes/rbac.yaml grants exactly these.
+func Permissions() []Permission {
+	return []Permission{
+		{"apps", "deployments", "get"},   // status, plan, preflight
+		{"apps", "deployments", "list"},  // rollout watch: the list half of list+watch
+		{"apps", "deployments", "watch"}, // rollout watch
+		{"apps", "deployments", "patch"}, // set image, roll back
+		{"apps", "replicasets", "list"},  // revisions: status, history, rollback
+		{"", "pods", "list"},             // why a rollout is stuck: the new pods' waiting reasons
+		{"coordination.k8s.io", "leases", "get"},
+		{"coordination.k8s.io", "leases", "create"},
+		{"coordination.k8s.io", "leases", "update"}, // acquire, renew, release: no delete needed
+		{"", "configmaps", "get"},
+		{"", "configmaps", "create"},
+		{"", "configmaps", "update"}, // the journal
+	}
+}
+
+// Preflight checks, before anything changes, that the credentials hold every permission
+// the target uses in its namespace (one SelfSubjectAccessReview each), that the namespace
+// exists, and that every Deployment exists with the named containers. The error names each
+// missing permission. Lock, Prepare, Activate and the journal run it once per target.
+func (t *Target) Preflight(ctx context.Context) error {
+	t.pre.Lock()
+	defer t.pre.Unlock()
+	if t.pre.ok {
+		return nil
+	}
+	if err := t.preflight(ctx); err != nil {
+		return err
+	}
+	t.pre.ok = true
+	return nil
+}
+
+func (t *Target) preflight(ctx context.Context) error {
+	perms := Permissions()
+	allowed := make([]bool, len(perms))
+	errs := make([]error, len(perms))
+	var wg sync.WaitGroup
+	for i, p := range perms {
+		wg.Go(func() {
+			r, err := t.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Namespace: t.ns, Group: p.Group, Resource: p.Resource, Verb: p.Verb,
+				}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			allowed[i] = r.Status.Allowed
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: asking the API server for permissions: %w", t, err)
+	}
+	var missing []string
+	for i, p := range perms {
+		if !allowed[i] {
+			missing = append(missing, p.String())
+		}
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("%s: the credentials lack %d permission(s) the deploy needs: %s (deploy/kubernetes/rbac.yaml grants them)",
+			t, len(missing), strings.Join(missing, ", "))
+		if len(missing) == len(perms) {
+			msg += "; none is granted: is the namespace right?"
+		}
+		return errors.New(msg)
+	}
+	if err := t.namespaceExists(ctx); err != nil {
+		return err
+	}
+	for _, d := range t.hosts {
+		dep, err := d.get(ctx)
+		if err != nil {
+			return err
+		}
+		if err := d.checkContainers(dep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// namespaceExists says whether the namespace exists, by a dry-run create of the lock Lease:
+// reading the namespace itself takes a cluster-wide permission the Role does not grant.
+func (t *Target) namespaceExists(ctx context.Context) error {
+	_, err := t.cs.CoordinationV1().Leases(t.ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: t.lease.name}},
+		metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: t.o.fieldManager})
+	switch {
+	case err == nil || apierrors.IsAlreadyExists(err) || apierrors.IsForbidden(err):
+		return nil // exists, or we cannot tell
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("namespace %q does not exist", t.ns)
+	default:
+		return fmt.Errorf("%s: checking the namespace: %w", t, err)
+	}
+}

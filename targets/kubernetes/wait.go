@@ -1,0 +1,181 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/kubectl/pkg/polymorphichelpers"
+)
+
+// errDeleted ends a watch whose Deployment went away.
+var errDeleted = errors.New("deleted")
+
+// wait follows the Deployment until its rollout completes, exactly as `kubectl rollout
+// status` does: a list+watch on the one name under watchtools.UntilWithSync (which
+// survives expired resource versions and dropped watches), each event judged by kubectl's
+// DeploymentStatusViewer. No polling: it returns on the event that completes the rollout.
+// A passed progress deadline, a deletion or the rollout timeout is an error that says
+// which replicas are stuck and why.
+func (d *Deployment) wait(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, d.t.o.rolloutTimeout)
+	defer cancel()
+	deps := d.t.cs.AppsV1().Deployments(d.t.ns)
+	byName := fields.OneTermEqualSelector("metadata.name", d.name).String()
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = byName
+			return deps.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = byName
+			return deps.Watch(ctx, o)
+		},
+	}, d.t.cs)
+	viewer := &polymorphichelpers.DeploymentStatusViewer{}
+	var last *appsv1.Deployment
+	var lastMsg string
+	_, err := watchtools.UntilWithSync(wctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
+		switch e.Type {
+		case watch.Added, watch.Modified:
+			dep, ok := e.Object.(*appsv1.Deployment)
+			if !ok {
+				return false, fmt.Errorf("unexpected object %T", e.Object)
+			}
+			last = dep
+			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(dep)
+			if err != nil {
+				return false, err
+			}
+			msg, done, err := viewer.Status(&unstructured.Unstructured{Object: u}, 0)
+			lastMsg = strings.TrimSpace(msg)
+			return done, err
+		case watch.Deleted:
+			return true, errDeleted
+		default:
+			return true, fmt.Errorf("unexpected watch event %q", e.Type)
+		}
+	})
+	if err == nil {
+		return nil
+	}
+	// Explain on a context of its own: wctx may be what ended.
+	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer ecancel()
+	switch {
+	case errors.Is(err, errDeleted):
+		return fmt.Errorf("deployment %q was deleted during the rollout", d.name)
+	case ctx.Err() != nil:
+		return fmt.Errorf("waiting for the rollout of deployment %q: %w (%s)", d.name, ctx.Err(), lastMsg)
+	case wctx.Err() != nil:
+		return fmt.Errorf("deployment %q did not roll out within %s: %s%s", d.name, d.t.o.rolloutTimeout, lastMsg, d.stuck(ectx, last))
+	case last != nil:
+		// The viewer's verdict: the progress deadline passed.
+		return fmt.Errorf("%w: %s%s", err, replicas(last), d.stuck(ectx, last))
+	default:
+		return fmt.Errorf("waiting for the rollout of deployment %q: %w", d.name, err)
+	}
+}
+
+// replicas summarises a Deployment's replica counts.
+func replicas(dep *appsv1.Deployment) string {
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	s := dep.Status
+	return fmt.Sprintf("%d of %d replicas updated, %d available, %d unavailable", s.UpdatedReplicas, want, s.AvailableReplicas, s.UnavailableReplicas)
+}
+
+// stuck says why the new ReplicaSet's pods are not ready: each container's waiting reason
+// (ImagePullBackOff, CrashLoopBackOff...), or the pod's unscheduled condition. It returns
+// "" when it cannot tell.
+func (d *Deployment) stuck(ctx context.Context, dep *appsv1.Deployment) string {
+	if dep == nil {
+		return ""
+	}
+	rss, err := d.replicaSets(ctx, dep)
+	if err != nil {
+		return "; " + err.Error()
+	}
+	rs := current(dep, rss)
+	if rs == nil {
+		return "; the new replica set does not exist yet"
+	}
+	sel := labels.Set(rs.Spec.Selector.MatchLabels).AsSelector()
+	pods, err := d.t.cs.CoreV1().Pods(d.t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return fmt.Sprintf("; listing the pods of replica set %q: %v", rs.Name, err)
+	}
+	var why []string
+	notReady := 0
+	for _, p := range pods.Items {
+		if ready(&p) {
+			continue
+		}
+		notReady++
+		if len(why) < 3 {
+			why = append(why, fmt.Sprintf("pod %s: %s", p.Name, podReason(&p)))
+		}
+	}
+	if notReady == 0 {
+		return fmt.Sprintf("; replica set %s has %d pod(s), none waiting", rs.Name, len(pods.Items))
+	}
+	s := fmt.Sprintf("; %d new pod(s) of replica set %s not ready: %s", notReady, rs.Name, strings.Join(why, "; "))
+	if notReady > len(why) {
+		s += fmt.Sprintf("; and %d more", notReady-len(why))
+	}
+	return s
+}
+
+func ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podReason is why one pod is not ready.
+func podReason(p *corev1.Pod) string {
+	var out []string
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		switch {
+		case cs.State.Waiting != nil:
+			s := fmt.Sprintf("container %q %s", cs.Name, cs.State.Waiting.Reason)
+			if m := cs.State.Waiting.Message; m != "" {
+				s += " (" + m + ")"
+			}
+			if cs.RestartCount > 0 {
+				s += fmt.Sprintf(", %d restarts", cs.RestartCount)
+			}
+			out = append(out, s)
+		case cs.State.Terminated != nil:
+			out = append(out, fmt.Sprintf("container %q terminated: %s, exit code %d", cs.Name, cs.State.Terminated.Reason, cs.State.Terminated.ExitCode))
+		case !cs.Ready:
+			out = append(out, fmt.Sprintf("container %q running, not ready", cs.Name))
+		}
+	}
+	if len(out) > 0 {
+		return strings.Join(out, ", ")
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+			return fmt.Sprintf("not scheduled: %s (%s)", c.Reason, c.Message)
+		}
+	}
+	return "phase " + string(p.Status.Phase)
+}
