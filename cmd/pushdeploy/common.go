@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/assemble"
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
+)
+
+// common are the flags every command that reaches a target shares: where the environments
+// file is, and the credentials, always given as env:NAME or file:PATH so that no secret
+// value is ever typed on a command line.
+type common struct {
+	file             string
+	sshKey           string
+	knownHosts       string
+	kubeconfig       string
+	registryPassword string
+	secrets          []string
+	deployer         string
+	pipelineID       string
+	output           string
+}
+
+func (c *common) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&c.file, "file", "f", config.DefaultFile, "the environments file")
+	f.StringVar(&c.sshKey, "ssh-key", "", "SSH private key for ssh and docker targets: env:NAME or file:PATH")
+	f.StringVar(&c.knownHosts, "known-hosts", "", "known_hosts lines host keys are verified against: file:PATH or env:NAME")
+	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for kubernetes targets: file:PATH or env:NAME")
+	f.StringVar(&c.registryPassword, "registry-password", "", "image registry password or token: env:NAME or file:PATH")
+	f.StringArrayVar(&c.secrets, "secret", nil, "a secret the file names: NAME=env:VAR or NAME=file:PATH (repeatable); a NAME not given is read from $NAME")
+	f.StringVar(&c.deployer, "deployer", "", "who acts, for the lock and the record (default $USER@hostname)")
+	f.StringVar(&c.pipelineID, "pipeline-id", "", "the CI run that acts (id or URL), for the lock and the record")
+	f.StringVarP(&c.output, "output", "o", "text", "text or json")
+}
+
+// environments reads the file and resolves the credentials where the CLI runs.
+func (c *common) environments(stderr io.Writer) (*pipeline.Environments, error) {
+	f, err := config.Load(c.file)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.resolveSecrets()
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(assemble.Extra{}), Log: stderr,
+		Deployer: c.deployer, PipelineID: c.pipelineID}, nil
+}
+
+func (c *common) resolveSecrets() (pipeline.Secrets, error) {
+	s := pipeline.Secrets{Local: true, Named: map[string][]byte{}}
+	for _, slot := range []struct {
+		ref  string
+		into *[]byte
+		what string
+	}{
+		{c.sshKey, &s.SSHKey, "--ssh-key"},
+		{c.knownHosts, &s.KnownHosts, "--known-hosts"},
+		{c.kubeconfig, &s.Kubeconfig, "--kubeconfig"},
+		{c.registryPassword, &s.RegistryPassword, "--registry-password"},
+	} {
+		if slot.ref == "" {
+			continue
+		}
+		v, err := s.Resolve(localRef(slot.ref), nil, slot.what)
+		if err != nil {
+			return s, err
+		}
+		*slot.into = v
+	}
+	for _, kv := range c.secrets {
+		name, ref, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return s, fmt.Errorf("--secret %q: want NAME=env:VAR or NAME=file:PATH", name)
+		}
+		v, err := s.Resolve(localRef(ref), nil, "--secret "+name)
+		if err != nil {
+			return s, err
+		}
+		s.Named[name] = v
+	}
+	// A secret the file names and the command line does not give is read from the
+	// environment variable of the same name, as in CI where secrets are variables.
+	for _, kv := range os.Environ() {
+		name, v, _ := strings.Cut(kv, "=")
+		if _, given := s.Named[name]; !given && isSecretName(name) {
+			s.Named[name] = []byte(v)
+		}
+	}
+	return s, nil
+}
+
+// localRef takes a credential flag's value: env:NAME or file:PATH; a bare path means a file.
+func localRef(v string) config.SecretRef {
+	if strings.HasPrefix(v, "env:") || strings.HasPrefix(v, "file:") {
+		return config.SecretRef(v)
+	}
+	return config.SecretRef("file:" + v)
+}
+
+func isSecretName(s string) bool {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// runHookLocally runs a hook command with sh where the CLI runs: the CLI has no
+// container engine, so the "container" of hooks is this machine.
+func runHookLocally(ctx context.Context, _ string, cmd string, env map[string]string) ([]byte, error) {
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	c.Env = os.Environ()
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		c.Env = append(c.Env, k+"="+env[k])
+	}
+	return c.CombinedOutput()
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/pushdeploy/pushdeploy/pipeline"
+)
+
+func init() { commands = append(commands, deployCmd, rollbackCmd, statusCmd, planCmd, historyCmd, unlockCmd) }
+
+func deployCmd() *cobra.Command {
+	var c common
+	var approvedBy, artifacts, imagePath, image, revision, branch, tag, version string
+	cmd := &cobra.Command{
+		Use:   "deploy --env NAME (--artifacts DIR | --image-tar PATH | --image REF)",
+		Short: "Deploy an artifact directory or an image to one environment",
+		Long: `Deploy runs the same flow as the Dagger module's deploy: gates, publish (or promote), lock,
+hooks, batches with health checks, automatic rollback, record, notifications. The CLI has no
+container engine, so it does not build: give it what an earlier job built — the artifact
+directory for ssh targets, an OCI layout or tarball to publish, or a published image.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, _ := cmd.Flags().GetString("env")
+			x, err := c.environments(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			req := pipeline.Request{
+				File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: c.deployer, PipelineID: c.pipelineID,
+				Source:  pipeline.Source{Revision: revision, Branch: branch, Tag: tag, Version: version},
+				Secrets: x.Secrets, Targets: x.Targets, Log: cmd.ErrOrStderr(), RunHook: runHookLocally,
+			}
+			if artifacts != "" || imagePath != "" || image != "" {
+				req.Artifact = &pipeline.Artifact{Dir: artifacts, ImagePath: imagePath, Image: image}
+			}
+			rec, err := pipeline.Deploy(cmd.Context(), req)
+			if perr := printRecord(cmd, c.output, rec); perr != nil && err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	c.flags(cmd)
+	f := cmd.Flags()
+	f.String("env", "", "the environment, as the file names it")
+	_ = cmd.MarkFlagRequired("env")
+	f.StringVar(&approvedBy, "approved-by", "", "who approved the deploy: required by protected environments")
+	f.StringVar(&artifacts, "artifacts", "", "the directory an ssh target deploys")
+	f.StringVar(&imagePath, "image-tar", "", "an OCI layout directory or image tarball to publish and deploy")
+	f.StringVar(&image, "image", "", "a published image, pinned by digest (repo@sha256:...)")
+	f.StringVar(&revision, "revision", "", "the commit deployed")
+	f.StringVar(&branch, "branch", "", "the branch deployed (image tags)")
+	f.StringVar(&tag, "tag", "", "the git tag deployed, if any (image tags)")
+	f.StringVar(&version, "version", "", "the version deployed (default: tag, else revision)")
+	return cmd
+}
+
+func printRecord(cmd *cobra.Command, output string, rec *pipeline.Record) error {
+	if rec == nil {
+		return nil
+	}
+	if output == "json" {
+		return pipeline.JSON(cmd.OutOrStdout(), rec)
+	}
+	if rec.Release != "" {
+		pipeline.RenderRecord(cmd.OutOrStdout(), rec)
+	}
+	return nil
+}
+
+func rollbackCmd() *cobra.Command {
+	var c common
+	var env, to, approvedBy string
+	cmd := &cobra.Command{
+		Use:   "rollback --env NAME [--to RELEASE]",
+		Short: "Make each host's previous release (or a named kept one) live again",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			x, err := c.environments(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			rec, err := x.Rollback(cmd.Context(), env, to, approvedBy)
+			if perr := printRecord(cmd, c.output, rec); perr != nil && err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it")
+	_ = cmd.MarkFlagRequired("env")
+	cmd.Flags().StringVar(&to, "to", "", "the release to go back to (default: each host's previous one)")
+	cmd.Flags().StringVar(&approvedBy, "approved-by", "", "who approved the rollback: required by protected environments")
+	return cmd
+}
+
+func statusCmd() *cobra.Command {
+	var c common
+	var env string
+	cmd := &cobra.Command{
+		Use:   "status [--env NAME]",
+		Short: "Show what runs where, for every environment of the file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			x, err := c.environments(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			var names []string
+			if env != "" {
+				names = []string{env}
+			}
+			st := x.Status(cmd.Context(), names...)
+			if c.output == "json" {
+				return pipeline.JSON(cmd.OutOrStdout(), st)
+			}
+			return pipeline.RenderStatus(cmd.OutOrStdout(), st)
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().StringVar(&env, "env", "", "only this environment")
+	return cmd
+}
+
+func planCmd() *cobra.Command {
+	var c common
+	var env, artifacts, imagePath, image string
+	cmd := &cobra.Command{
+		Use:   "plan --env NAME (--artifacts DIR | --image-tar PATH | --image REF)",
+		Short: "Show what a deploy would change on each host, changing nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			x, err := c.environments(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			changes, err := x.Plan(cmd.Context(), env, pipeline.Artifact{Dir: artifacts, ImagePath: imagePath, Image: image})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return pipeline.JSON(cmd.OutOrStdout(), changes)
+			}
+			return pipeline.RenderPlan(cmd.OutOrStdout(), changes)
+		},
+	}
+	c.flags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&env, "env", "", "the environment, as the file names it")
+	_ = cmd.MarkFlagRequired("env")
+	f.StringVar(&artifacts, "artifacts", "", "the directory an ssh target would deploy")
+	f.StringVar(&imagePath, "image-tar", "", "an OCI layout directory or image tarball")
+	f.StringVar(&image, "image", "", "a published image, pinned by digest")
+	return cmd
+}
+
+func historyCmd() *cobra.Command {
+	var c common
+	var env string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history --env NAME",
+		Short: "List an environment's deployment records",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			x, err := c.environments(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			recs, err := x.History(cmd.Context(), env, limit)
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return pipeline.JSON(cmd.OutOrStdout(), recs)
+			}
+			return pipeline.RenderHistory(cmd.OutOrStdout(), recs)
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it")
+	_ = cmd.MarkFlagRequired("env")
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many records, the newest")
+	return cmd
+}
+
+func unlockCmd() *cobra.Command {
+	var c common
+	var env string
+	cmd := &cobra.Command{
+		Use:   "unlock --env NAME",
+		Short: "Break an environment's deploy lock, whoever holds it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			x, err := c.environments(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			held, err := x.Unlock(cmd.Context(), env)
+			if err != nil {
+				return err
+			}
+			if held == nil {
+				cmd.Printf("%s was not locked\n", env)
+				return nil
+			}
+			cmd.Printf("%s unlocked; it was held by %s\n", env, held)
+			return nil
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it")
+	_ = cmd.MarkFlagRequired("env")
+	return cmd
+}
