@@ -130,17 +130,17 @@ func tarReader(p string) (*tar.Reader, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(f, 64<<10)
-	magic, _ := br.Peek(2)
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
+	magic := make([]byte, 2)
+	if n, _ := f.ReadAt(magic, 0); n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(bufio.NewReaderSize(f, 64<<10))
 		if err != nil {
 			f.Close()
 			return nil, nil, fmt.Errorf("reading gzip: %w", err)
 		}
 		return tar.NewReader(zr), f, nil
 	}
-	return tar.NewReader(br), f, nil
+	// The file itself, not a buffer: tar skips entries it is not asked to read by seeking.
+	return tar.NewReader(f), f, nil
 }
 
 // tarKind tells an OCI tarball from a docker-archive by the entries it holds.
