@@ -34,10 +34,17 @@ type HelloImage struct {
 	HealthCheck bool
 	// FailHealth makes /health answer 503 ($HELLO_FAIL_HEALTH=1).
 	FailHealth bool
+	// CheckEnvAddr makes the HEALTHCHECK read the address from $HELLO_ADDR when it runs, so
+	// that containers given their own HELLO_ADDR (several test hosts on one engine) check
+	// their own port. It puts busybox in the image as /bin/sh.
+	CheckEnvAddr bool
 	// ExitAtOnce makes the service exit with status 1 as it starts (it cannot listen on
 	// the address it is given).
 	ExitAtOnce bool
 }
+
+// Busybox is the static busybox (Debian's busybox-static) that CheckEnvAddr images carry.
+const Busybox = "/bin/busybox"
 
 // HealthInterval is the HEALTHCHECK interval of HelloImage images; with 2 retries, a
 // failing image is unhealthy after about three intervals.
@@ -139,6 +146,26 @@ func helloImage(binary string, spec HelloImage) (v1.Image, error) {
 	if _, err := tw.Write(bin); err != nil {
 		return nil, err
 	}
+	if spec.CheckEnvAddr {
+		bb, err := os.ReadFile(Busybox)
+		if err != nil {
+			return nil, fmt.Errorf("a shell for the health check: %w (install busybox-static)", err)
+		}
+		for _, h := range []*tar.Header{
+			{Name: "bin/", Mode: 0o755, Typeflag: tar.TypeDir},
+			{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb)), Typeflag: tar.TypeReg},
+			{Name: "bin/sh", Linkname: "busybox", Mode: 0o777, Typeflag: tar.TypeSymlink},
+		} {
+			if err := tw.WriteHeader(h); err != nil {
+				return nil, err
+			}
+			if h.Typeflag == tar.TypeReg {
+				if _, err := tw.Write(bb); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
@@ -169,6 +196,9 @@ func helloImage(binary string, spec HelloImage) (v1.Image, error) {
 			Interval: HealthInterval,
 			Timeout:  2 * time.Second,
 			Retries:  2,
+		}
+		if spec.CheckEnvAddr {
+			cfg.Healthcheck.Test = []string{"CMD-SHELL", `exec /hello -check "http://$HELLO_ADDR/health"`}
 		}
 	}
 	cf, err := img.ConfigFile()

@@ -33,10 +33,13 @@ type bench struct {
 	cli   *client.Client // the test's own view of the engine, for assertions
 }
 
-func newBench(t *testing.T) *bench {
+func newBench(t *testing.T) *bench { t.Helper(); return newBenchN(t, 1) }
+
+// newBenchN is a bench of n sshd hosts, all reaching the one shared engine.
+func newBenchN(t *testing.T, n int) *bench {
 	t.Helper()
 	d := testbench.SharedDockerd(t)
-	b := &bench{t: t, d: d, hosts: testbench.SSHHosts(t, 1), reg: testbench.InProcessRegistry(t), port: freePort(t)}
+	b := &bench{t: t, d: d, hosts: testbench.SSHHosts(t, n), reg: testbench.InProcessRegistry(t), port: freePort(t)}
 	b.app = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	cli, err := client.NewClientWithOpts(client.WithHost(d.Host()), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -103,9 +106,11 @@ func (b *bench) target(opts ...Option) *Target {
 }
 
 // health GETs the service's /health: "" when nothing answers.
-func (b *bench) health() string {
+func (b *bench) health() string { return healthAt(b.addr()) }
+
+func healthAt(addr string) string {
 	c := &http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get("http://" + b.addr() + "/health")
+	resp, err := c.Get("http://" + addr + "/health")
 	if err != nil {
 		return ""
 	}
@@ -115,9 +120,13 @@ func (b *bench) health() string {
 }
 
 // running lists the running containers of the bench's app by name.
-func (b *bench) running() []string {
+func (b *bench) running(labels ...string) []string {
 	b.t.Helper()
-	cs, err := b.cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelApp+"="+b.app))})
+	f := filters.NewArgs(filters.Arg("label", LabelApp+"="+b.app))
+	for _, l := range labels {
+		f.Add("label", l)
+	}
+	cs, err := b.cli.ContainerList(context.Background(), container.ListOptions{Filters: f})
 	if err != nil {
 		b.t.Fatal(err)
 	}
