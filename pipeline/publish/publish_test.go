@@ -63,6 +63,24 @@ func TestPublishMultiTag(t *testing.T) {
 	})
 }
 
+func TestPublishUntagged(t *testing.T) {
+	forEachRegistry(t, func(t *testing.T, b bench) {
+		p := testbench.NewRegistryProxy(t, b.reg)
+		img, _ := image(t, 1, 256, nil)
+		want := digestOf(t, img)
+		ref, err := Publish(context.Background(), img, p.Host+"/app", nil, b.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := testbench.SummarizeUploads(p.Take()); !slices.Equal(u.Manifests, []string{want}) {
+			t.Errorf("manifest PUTs %v, want one by digest", u.Manifests)
+		}
+		if got := headDigest(t, ref, b.opts); got != want {
+			t.Errorf("%s resolves to %s", ref, got)
+		}
+	})
+}
+
 func TestRepublishOneChangedLayer(t *testing.T) {
 	forEachRegistry(t, func(t *testing.T, b bench) {
 		ctx := context.Background()
@@ -242,6 +260,17 @@ func TestPromoteAcrossRegistries(t *testing.T) {
 		t.Fatalf("Promote back returned %q, want digest %s", back, want)
 	}
 
+	// Within one registry the blobs are mounted, not sent again.
+	p.Take()
+	same, err := Promote(ctx, p.Host+"/prod/app@"+want, p.Host+"/prod/other", []string{"main"},
+		with(prod.opts, WithSourceOptions(prod.opts...))...)
+	if err != nil || !strings.HasSuffix(same, "@"+want) {
+		t.Fatalf("same-registry promote = %q, %v", same, err)
+	}
+	if u := testbench.SummarizeUploads(p.Take()); u.BlobBytes != 0 || len(u.Manifests) != 1 {
+		t.Errorf("same-registry promote sent %d blob bytes and manifests %v, want 0 bytes (mounts) and 1 manifest", u.BlobBytes, u.Manifests)
+	}
+
 	// Promotion needs a digest.
 	_, err = Promote(ctx, staging.reg.Repo("staging/app:main"), p.Host+"/prod/app", nil, prod.opts...)
 	if !errors.Is(err, ErrInvalidReference) || !strings.Contains(err.Error(), "staging/app:main") {
@@ -308,8 +337,9 @@ func TestRetryOn503(t *testing.T) {
 		ctx := context.Background()
 		p := testbench.NewRegistryProxy(t, b.reg)
 		// Fake failures (injected by the proxy: no real registry fails on cue): the first two manifest PUTs and the first two upload starts answer
-		// 503, as an overloaded registry or its load balancer would.
-		var manifestPuts, uploadStarts atomic.Int32
+		// 503, as an overloaded registry or its load balancer would, and the first two reads
+		// of the tag answer 429, as a rate limit would.
+		var manifestPuts, uploadStarts, tagHeads atomic.Int32
 		p.Fail(func(r *http.Request) int {
 			switch {
 			case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/"):
@@ -319,6 +349,10 @@ func TestRetryOn503(t *testing.T) {
 			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
 				if uploadStarts.Add(1) <= 2 {
 					return http.StatusServiceUnavailable
+				}
+			case r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/manifests/main"):
+				if tagHeads.Add(1) <= 2 {
+					return http.StatusTooManyRequests
 				}
 			}
 			return 0
@@ -331,15 +365,18 @@ func TestRetryOn503(t *testing.T) {
 		if got := headDigest(t, ref, b.opts); got != digestOf(t, img) {
 			t.Fatalf("after retries the registry holds %s", got)
 		}
-		var n503 int
+		var n503, n429 int
 		for _, r := range p.Take() {
-			if r.Status == http.StatusServiceUnavailable {
+			switch r.Status {
+			case http.StatusServiceUnavailable:
 				n503++
+			case http.StatusTooManyRequests:
+				n429++
 			}
 		}
-		if n503 != 4 || manifestPuts.Load() < 3 || uploadStarts.Load() < 3 {
-			t.Fatalf("want 4 fake 503s then success, saw %d (manifest PUTs %d, upload starts %d)",
-				n503, manifestPuts.Load(), uploadStarts.Load())
+		if n503 != 4 || n429 != 2 || manifestPuts.Load() < 3 || uploadStarts.Load() < 3 || tagHeads.Load() < 3 {
+			t.Fatalf("want 4 fake 503s and 2 fake 429s then success, saw %d and %d (manifest PUTs %d, upload starts %d, tag HEADs %d)",
+				n503, n429, manifestPuts.Load(), uploadStarts.Load(), tagHeads.Load())
 		}
 
 		// A registry that keeps failing: the error says so after the retries.
