@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -130,6 +131,19 @@ func releaseID(rs *appsv1.ReplicaSet) string {
 	return "rs-" + rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 }
 
+// firstRevision is the revision a ReplicaSet was first deployed at: the Deployment
+// controller renumbers a ReplicaSet that comes back and records its earlier numbers in the
+// revision-history annotation. (Creation timestamps have one-second resolution: too coarse.)
+func firstRevision(rs *appsv1.ReplicaSet) int64 {
+	first, _ := deploymentutil.Revision(rs)
+	for v := range strings.SplitSeq(rs.Annotations[deploymentutil.RevisionHistoryAnnotation], ",") {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n < first {
+			first = n
+		}
+	}
+	return first
+}
+
 // kept describes the release a pod template runs.
 func (d *Deployment) kept(tmpl *corev1.PodTemplateSpec) targets.Kept {
 	k := targets.Kept{ID: tmpl.Annotations[AnnotationRelease], Version: tmpl.Annotations[AnnotationVersion], Digest: tmpl.Annotations[AnnotationDigest]}
@@ -195,12 +209,7 @@ func (d *Deployment) Status(ctx context.Context) (targets.Status, error) {
 	// First deployed first: after a rollback the restored ReplicaSet takes the newest
 	// revision number, but it is still the older release.
 	slices.SortFunc(rss, func(a, b *appsv1.ReplicaSet) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		ra, _ := deploymentutil.Revision(a)
-		rb, _ := deploymentutil.Revision(b)
-		return cmp.Compare(ra, rb)
+		return cmp.Or(cmp.Compare(firstRevision(a), firstRevision(b)), a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
 	})
 	st := targets.Status{Host: d.Name()}
 	for _, rs := range rss {
