@@ -204,3 +204,51 @@ func (t TagPolicy) CommitTag() bool { return t.Commit == nil || *t.Commit }
 
 // VersionTag says whether images get the git tag (default true).
 func (t TagPolicy) VersionTag() bool { return t.Version == nil || *t.Version }
+
+// SecretUse is one secret reference in the file and where it is.
+type SecretUse struct {
+	// Path is the key's path, e.g. "environments.production.docker.key".
+	Path string
+	// Ref is the reference.
+	Ref SecretRef
+}
+
+// Secrets lists the secret references a deploy of the environment uses — the image's and
+// the environment's own — sorted by path, so that the caller can check that every one can
+// be resolved before anything changes.
+func (f *File) Secrets(env string) ([]SecretUse, error) {
+	e, err := f.Env(env)
+	if err != nil {
+		return nil, err
+	}
+	var out []SecretUse
+	collectSecrets(reflect.ValueOf(f.Image), "image", &out)
+	collectSecrets(reflect.ValueOf(e), "environments."+env, &out)
+	slices.SortFunc(out, func(a, b SecretUse) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+func collectSecrets(rv reflect.Value, p string, out *[]SecretUse) {
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			collectSecrets(rv.Elem(), p, out)
+		}
+	case reflect.Struct:
+		for _, f := range fieldsOf(rv.Type()) {
+			collectSecrets(rv.FieldByIndex(f.index), join(p, f.name), out)
+		}
+	case reflect.Map:
+		for _, k := range rv.MapKeys() {
+			collectSecrets(rv.MapIndex(k), join(p, k.String()), out)
+		}
+	case reflect.Slice:
+		for i := range rv.Len() {
+			collectSecrets(rv.Index(i), fmt.Sprintf("%s[%d]", p, i), out)
+		}
+	case reflect.String:
+		if r, ok := rv.Interface().(SecretRef); ok && r != "" {
+			*out = append(*out, SecretUse{Path: p, Ref: r})
+		}
+	}
+}

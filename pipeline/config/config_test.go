@@ -278,3 +278,35 @@ func TestSends(t *testing.T) {
 		}
 	}
 }
+
+func parseString(s string) (*config.File, error) { return config.Parse("pushdeploy.yaml", []byte(s)) }
+
+func TestSecrets(t *testing.T) {
+	f, err := config.Load("../../examples/pushdeploy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uses, err := f.Secrets("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range uses {
+		got = append(got, u.Path+"="+string(u.Ref))
+	}
+	want := []string{
+		"environments.production.docker.key=env:SSH_KEY",
+		"environments.production.docker.known_hosts=file:.ci/known_hosts",
+		"environments.production.docker.secret_env.DATABASE_URL=DATABASE_URL",
+		"environments.production.markers[0].token=ONEUPTIME_TOKEN",
+		"environments.production.notifications.slack.webhook=SLACK_WEBHOOK",
+		"environments.production.notifications.webhook.secret=env:DEPLOY_WEBHOOK_SECRET",
+		"image.password=REGISTRY_PASSWORD",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Secrets(production):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := f.Secrets("nope"); err == nil {
+		t.Error("Secrets(nope) did not fail")
+	}
+}

@@ -70,7 +70,7 @@ func (f *File) Validate() error {
 	for _, name := range f.EnvNames() {
 		v.env(name, f.Environments[name])
 	}
-	v.secretRefs(reflect.ValueOf(f).Elem(), "")
+	v.secretRefs()
 	if len(v.errs) > 0 {
 		return v.errs.sorted()
 	}
@@ -339,34 +339,17 @@ func (v *validation) url(p, s string, endpoint bool) {
 	}
 }
 
-// secretRefs finds every SecretRef in the file and checks its form (Parse checks them while
-// decoding; this covers a File built in code).
-func (v *validation) secretRefs(rv reflect.Value, p string) {
+// secretRefs checks the form of every SecretRef in the file. Parse checks them while
+// decoding, with positions; this covers a File built in code.
+func (v *validation) secretRefs() {
 	if len(v.f.lines) > 0 {
-		return // checked by the decoder, with positions
+		return
 	}
-	switch rv.Kind() {
-	case reflect.Pointer:
-		if !rv.IsNil() {
-			v.secretRefs(rv.Elem(), p)
-		}
-	case reflect.Struct:
-		for _, f := range fieldsOf(rv.Type()) {
-			v.secretRefs(rv.FieldByIndex(f.index), join(p, f.name))
-		}
-	case reflect.Map:
-		for _, k := range rv.MapKeys() {
-			v.secretRefs(rv.MapIndex(k), join(p, k.String()))
-		}
-	case reflect.Slice:
-		for i := range rv.Len() {
-			v.secretRefs(rv.Index(i), fmt.Sprintf("%s[%d]", p, i))
-		}
-	case reflect.String:
-		if r, ok := rv.Interface().(SecretRef); ok {
-			if err := r.Validate(); err != nil {
-				v.errorf(p, "%v", err)
-			}
+	var uses []SecretUse
+	collectSecrets(reflect.ValueOf(v.f).Elem(), "", &uses)
+	for _, u := range uses {
+		if err := u.Ref.Validate(); err != nil {
+			v.errorf(u.Path, "%v", err)
 		}
 	}
 }
