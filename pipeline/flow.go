@@ -46,7 +46,8 @@ type Request struct {
 	// RunHook runs a hook command in a container of image ("" for the adapter's default)
 	// in the module, or locally in the CLI.
 	RunHook func(ctx context.Context, image, cmd string, env map[string]string) ([]byte, error)
-	// Notify sends markers and notifications; warnings go into the record. Nil: none sent.
+	// Notify sends markers and notifications; what was not delivered comes back as
+	// warnings for the record. Default: the environment's markers and notifications.
 	Notify func(ctx context.Context, env *config.Environment, rec *Record, secrets *Secrets) []string
 	// Log receives the report of each stage as it runs. Secret values are masked in it.
 	Log io.Writer
@@ -101,6 +102,7 @@ type run struct {
 	rec     Record
 	unlock  func()
 	noop    bool
+	passed  bool // the gates let the deploy through
 	failed  error
 	log     io.Writer
 }
@@ -269,6 +271,7 @@ func gatesStage(ctx context.Context, r *run) error {
 		r.promote = ref
 		applied = append(applied, fmt.Sprintf("promoting %s, live and healthy in %q", ref, from))
 	}
+	r.passed = true
 	if len(applied) == 0 {
 		return Skip("environment %q is not protected and promotes from nowhere", r.req.Env)
 	}
@@ -548,18 +551,24 @@ func unlockStage(_ context.Context, r *run) error {
 }
 
 func notifyStage(ctx context.Context, r *run) error {
-	if r.env == nil {
-		return Skip("no environment was resolved")
+	if !r.passed {
+		return Skip("the deploy was refused before it started: nobody is notified")
 	}
-	if r.req.Notify == nil {
-		return Skip("no notifier")
+	notifyFn := r.req.Notify
+	if notifyFn == nil {
+		if len(r.env.Markers) == 0 && r.env.Notifications.Slack == nil && r.env.Notifications.Webhook == nil {
+			return Skip("the environment has no markers or notifications")
+		}
+		notifyFn = func(ctx context.Context, env *config.Environment, rec *Record, s *Secrets) []string {
+			return sendNotifications(ctx, env, rec, s, r.req.RunURL)
+		}
 	}
 	if r.rec.Outcome == "" {
 		// A deploy refused before it reached the target.
 		r.rec.Outcome, r.rec.Error = OutcomeFailed, r.failed.Error()
 		r.rec.Finished = time.Now().UTC()
 	}
-	warnings := r.req.Notify(ctx, r.env, &r.rec, &r.req.Secrets)
+	warnings := notifyFn(ctx, r.env, &r.rec, &r.req.Secrets)
 	for _, w := range warnings {
 		fmt.Fprintf(r.log, "    warning: %s\n", w)
 	}

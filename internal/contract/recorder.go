@@ -38,6 +38,8 @@ type Engine struct {
 	secrets  map[string]string
 	leaves   map[string]any
 	ids      map[string]string // id handed out -> the chain it stands for
+	onExport func(chain, path string) error
+	files    map[string]string // File.contents by file name
 }
 
 // Option configures the answers.
@@ -59,6 +61,15 @@ func Secret(uri, value string) Option {
 	return func(e *Engine) { e.secrets[uri] = value }
 }
 
+// OnExport runs fn for every export, with the chain exported and the path, standing in for
+// the engine writing the file or directory into the function's filesystem: a test writes
+// what the engine would have (an image tarball, an artifact tree).
+func OnExport(fn func(chain, path string) error) Option { return func(e *Engine) { e.onExport = fn } }
+
+// FileContents makes File.contents answer data for files loaded from path (host file or a
+// module's default path), and File.name answer its base name.
+func FileContents(path, data string) Option { return func(e *Engine) { e.files[path] = data } }
+
 // Leaf answers field name with v wherever it is selected as a leaf.
 func Leaf(name string, v any) Option { return func(e *Engine) { e.leaves[name] = v } }
 
@@ -66,7 +77,7 @@ func Leaf(name string, v any) Option { return func(e *Engine) { e.leaves[name] =
 // through the environment.
 func Start(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
-	e := &Engine{token: "contract-test-token", secrets: map[string]string{}, leaves: map[string]any{}, ids: map[string]string{}}
+	e := &Engine{token: "contract-test-token", secrets: map[string]string{}, leaves: map[string]any{}, ids: map[string]string{}, files: map[string]string{}}
 	for _, o := range opts {
 		o(e)
 	}
@@ -122,15 +133,21 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 	data := map[string]any{}
 	for _, op := range doc.Operations {
-		e.answer(op.SelectionSet, data, "", "")
+		e.answer(op.SelectionSet, data, "", chainState{})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"data": data})
 }
 
-// answer fills out with a value for every field of set; path names the chain so far and
-// uri the secret uri when the chain loads one.
-func (e *Engine) answer(set ast.SelectionSet, out map[string]any, path, uri string) {
+// chainState is what a chain has said so far that a leaf answers from.
+type chainState struct {
+	uri      string // the secret's uri, when the chain loads one
+	contents string // the contents of the last file written with withNewFile
+	file     string // its name
+}
+
+// answer fills out with a value for every field of set; path names the chain so far.
+func (e *Engine) answer(set ast.SelectionSet, out map[string]any, path string, cs chainState) {
 	for _, s := range set {
 		f, ok := s.(*ast.Field)
 		if !ok {
@@ -141,10 +158,18 @@ func (e *Engine) answer(set ast.SelectionSet, out map[string]any, path, uri stri
 			key = f.Name
 		}
 		p := path + "." + f.Name + args(f)
-		u := uri
-		if f.Name == "secret" {
+		u := cs
+		switch f.Name {
+		case "secret":
 			if a := f.Arguments.ForName("uri"); a != nil {
-				u = a.Value.Raw
+				u.uri = a.Value.Raw
+			}
+		case "withNewFile":
+			if a := f.Arguments.ForName("contents"); a != nil {
+				u.contents = a.Value.Raw
+			}
+			if a := f.Arguments.ForName("path"); a != nil {
+				u.file = a.Value.Raw
 			}
 		}
 		if len(f.SelectionSet) > 0 {
@@ -157,7 +182,8 @@ func (e *Engine) answer(set ast.SelectionSet, out map[string]any, path, uri stri
 	}
 }
 
-func (e *Engine) leaf(f *ast.Field, path, uri string) any {
+func (e *Engine) leaf(f *ast.Field, path string, cs chainState) any {
+	uri := cs.uri
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if v, ok := e.leaves[f.Name]; ok {
@@ -184,8 +210,33 @@ func (e *Engine) leaf(f *ast.Field, path, uri string) any {
 	case "plaintext":
 		return e.secrets[uri]
 	case "export":
-		if a := f.Arguments.ForName("path"); a != nil {
-			return a.Value.Raw
+		a := f.Arguments.ForName("path")
+		if a == nil {
+			return ""
+		}
+		if e.onExport != nil {
+			if err := e.onExport(strings.TrimSuffix(path, "."+f.Name+args(f)), a.Value.Raw); err != nil {
+				return "export failed: " + err.Error()
+			}
+		}
+		return a.Value.Raw
+	case "contents", "name":
+		if f.Name == "name" && uri != "" {
+			return uri
+		}
+		if cs.file != "" {
+			if f.Name == "name" {
+				return cs.file[strings.LastIndex(cs.file, "/")+1:]
+			}
+			return cs.contents
+		}
+		for p, data := range e.files {
+			if strings.Contains(path, `"`+p+`"`) {
+				if f.Name == "name" {
+					return p[strings.LastIndex(p, "/")+1:]
+				}
+				return data
+			}
 		}
 		return ""
 	case "endpoint":
