@@ -25,7 +25,7 @@ func TestExampleParses(t *testing.T) {
 	if first, _, _ := strings.Cut(string(data), "\n"); first != "# yaml-language-server: $schema=../schema/pushdeploy.schema.json" {
 		t.Errorf("first line %q: want the yaml-language-server $schema comment", first)
 	}
-	if got := strings.Join(f.EnvNames(), ","); got != "staging,production,cluster" {
+	if got := strings.Join(f.EnvNames(), ","); got != "staging,production,preview,cluster" {
 		t.Errorf("EnvNames = %s, want the file's order", got)
 	}
 	st, err := f.Env("staging")
@@ -50,14 +50,18 @@ func TestExampleParses(t *testing.T) {
 		t.Errorf("staging notifications %+v markers %+v", st.Notifications, st.Markers)
 	}
 	pr, _ := f.Env("production")
-	if pr.Kind() != "docker" || !pr.Protected || pr.From != "staging" || pr.Batches != (config.Batches{Percent: 50}) {
+	if pr.Kind() != "ssh" || !pr.Protected || pr.From != "staging" || pr.Batches != (config.Batches{Percent: 25}) || !pr.Hooks.ContinueOnFailure {
 		t.Errorf("production: kind %q protected %v from %q batches %+v", pr.Kind(), pr.Protected, pr.From, pr.Batches)
 	}
-	if pr.Docker.Jump.String() != "bastion.example.com:2222" || pr.Docker.StopTimeout.Duration != 20*time.Second || pr.Docker.CPUs != 1.5 {
-		t.Errorf("production docker = %+v", pr.Docker)
+	if pr.SSH.Jump.String() != "bastion.example.com:2222" {
+		t.Errorf("production jump = %v", pr.SSH.Jump)
 	}
-	if r := pr.Docker.Key; r.Kind() != "env" || r.Name() != "SSH_KEY" {
+	if r := pr.SSH.Key; r.Kind() != "env" || r.Name() != "SSH_KEY" {
 		t.Errorf("production key = %q: kind %q name %q", r, r.Kind(), r.Name())
+	}
+	pv, _ := f.Env("preview")
+	if pv.Kind() != "docker" || pv.Docker.StopTimeout.Duration != 20*time.Second || pv.Docker.CPUs != 1.5 || pv.Docker.SecretEnv["DATABASE_URL"] != "DATABASE_URL" {
+		t.Errorf("preview docker = %+v", pv.Docker)
 	}
 	k, _ := f.Env("cluster")
 	if k.Kind() != "kubernetes" || len(k.Kubernetes.Deployments) != 2 || k.Kubernetes.Deployments[0].Name != "web" || k.Kubernetes.Deployments[1].Containers[0] != "worker" {
@@ -88,7 +92,7 @@ func TestEnvUnknownListsKnown(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.Env("prod")
-	want := `environment "prod" is not in ../../examples/pushdeploy.yaml: the environments are "staging", "production", "cluster"`
+	want := `environment "prod" is not in ../../examples/pushdeploy.yaml: the environments are "staging", "production", "preview", "cluster"`
 	if err == nil || err.Error() != want {
 		t.Errorf("Env(prod) = %v\nwant %s", err, want)
 	}
@@ -139,6 +143,8 @@ func TestErrors(t *testing.T) {
 			[]string{`pushdeploy.yaml:5: environments.staging.ssh.hosts[0]: invalid port "99999" in host "10.0.0.1:99999": must be a number from 1 to 65535`}},
 		{"from unknown", base + "  production:\n    from: stagin\n    ssh: {hosts: [h], user: u, path: /p}\n",
 			[]string{`pushdeploy.yaml:9: environments.production.from: environment "stagin" is not in the file (known: "staging", "production")`}},
+		{"from another kind", base + "  production:\n    from: staging\n    docker: {hosts: [h], user: u}\n",
+			[]string{`pushdeploy.yaml:9: environments.production.from: a docker environment cannot promote from "staging", an ssh environment: promote files from ssh to ssh, images between docker and kubernetes`}},
 		{"from itself", base + "    from: staging\n",
 			[]string{`pushdeploy.yaml:8: environments.staging.from: an environment cannot promote from itself`}},
 		{"promotion cycle", base + "    from: production\n  production:\n    from: staging\n    ssh: {hosts: [h], user: u, path: /p}\n",
@@ -286,7 +292,7 @@ func TestSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uses, err := f.Secrets("production")
+	uses, err := f.Secrets("preview")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,16 +301,13 @@ func TestSecrets(t *testing.T) {
 		got = append(got, u.Path+"="+string(u.Ref))
 	}
 	want := []string{
-		"environments.production.docker.key=env:SSH_KEY",
-		"environments.production.docker.known_hosts=file:.ci/known_hosts",
-		"environments.production.docker.secret_env.DATABASE_URL=DATABASE_URL",
-		"environments.production.markers[0].token=ONEUPTIME_TOKEN",
-		"environments.production.notifications.slack.webhook=SLACK_WEBHOOK",
-		"environments.production.notifications.webhook.secret=env:DEPLOY_WEBHOOK_SECRET",
+		"environments.preview.docker.key=env:SSH_KEY",
+		"environments.preview.docker.known_hosts=file:.ci/known_hosts",
+		"environments.preview.docker.secret_env.DATABASE_URL=DATABASE_URL",
 		"image.password=REGISTRY_PASSWORD",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("Secrets(production):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Errorf("Secrets(preview):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	if _, err := f.Secrets("nope"); err == nil {
 		t.Error("Secrets(nope) did not fail")

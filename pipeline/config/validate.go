@@ -166,6 +166,10 @@ func (v *validation) from(name string, e *Environment) {
 	case !ok || src == nil:
 		v.errorf(p, "environment %q is not in the file (known: %s)", e.From, quoteList(v.f.EnvNames()))
 		return
+	case (e.Kind() == "ssh") != (src.Kind() == "ssh") && e.Kind() != "" && src.Kind() != "":
+		// An ssh environment deploys files, the others an image: their digests never match.
+		v.errorf(p, "%s environment cannot promote from %q, %s environment: promote files from ssh to ssh, images between docker and kubernetes", article(e.Kind()), e.From, article(src.Kind()))
+		return
 	}
 	// A cycle (a from b, b from a) could never deploy anything.
 	seen := []string{name}
@@ -361,4 +365,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+func article(kind string) string {
+	if kind == "ssh" {
+		return "an ssh"
+	}
+	return "a " + kind
 }
