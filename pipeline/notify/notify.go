@@ -292,25 +292,22 @@ func newEndpoint(kind, raw, token, secret, body string, on []Outcome) (endpoint,
 
 // scrubList is what must never be shown of an endpoint: the whole URL, its path and query
 // (a Slack webhook's path is its credential), the user info, the token and the secret.
-func scrubList(raw string, u *url.URL, more ...string) []string {
+// Short path pieces ("/m") are no credential and would mangle every message; they stay.
+func scrubList(raw string, u *url.URL, token, secret string) []string {
 	out := []string{raw}
-	if p := strings.Trim(u.EscapedPath(), "/"); len(p) > 0 {
-		out = append(out, p, strings.Trim(u.Path, "/"))
+	long := func(min int, ss ...string) {
+		for _, s := range ss {
+			if len(s) >= min {
+				out = append(out, s)
+			}
+		}
 	}
-	if u.RawQuery != "" {
-		out = append(out, u.RawQuery)
-	}
+	long(8, strings.Trim(u.EscapedPath(), "/"), strings.Trim(u.Path, "/"), u.RawQuery)
 	if u.User != nil {
-		out = append(out, u.User.String())
-		if pw, ok := u.User.Password(); ok {
-			out = append(out, pw)
-		}
+		pw, _ := u.User.Password()
+		long(4, u.User.String(), pw)
 	}
-	for _, s := range more {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
+	long(4, token, secret)
 	return out
 }
 

@@ -456,6 +456,10 @@ func TestSecretsNeverShown(t *testing.T) {
 			t.Errorf("%q appears in the output:\n%s", s, all)
 		}
 	}
+	// A short path is no credential and is left alone, so messages stay readable.
+	if !strings.Contains(all, "marker to "+echo.host()+" not delivered after 2 attempts: 500 Internal Server Error: Bearer [redacted] /m\n") {
+		t.Errorf("the marker's warning is not as expected:\n%s", all)
+	}
 	if !strings.Contains(all, "[redacted]") || !strings.Contains(all, echo.host()) {
 		t.Errorf("the output should name the hosts and show what was redacted:\n%s", all)
 	}
