@@ -313,3 +313,15 @@ func TestSecrets(t *testing.T) {
 		t.Error("Secrets(nope) did not fail")
 	}
 }
+
+func BenchmarkParseExample(b *testing.B) {
+	data, err := os.ReadFile("../../examples/pushdeploy.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := config.Parse("pushdeploy.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
