@@ -71,6 +71,9 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, Errors{{File: name, Line: line, Msg: "the file holds more than one YAML document"}}
 	}
 	doc := root.Content[0]
+	if isNull(resolve(doc)) {
+		return nil, Errors{{File: name, Msg: "the file is empty"}}
+	}
 	f := &File{name: name}
 	d.decode(doc, reflect.ValueOf(f).Elem(), "")
 	f.order = d.keys["environments"]
