@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -92,10 +93,25 @@ func publish(ctx context.Context, art Artifact, repo name.Repository, tags []str
 
 	// Where does each tag point now? This is also the first request, so bad credentials or
 	// an untrusted certificate fail here, before anything is sent.
+	type head struct {
+		desc *v1.Descriptor
+		err  error
+	}
+	heads := make([]head, len(tagRefs))
+	var wg sync.WaitGroup
+	for i, t := range tagRefs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			desc, err := puller.Head(ctx, t)
+			heads[i] = head{desc, err}
+		}()
+	}
+	wg.Wait()
 	var move []name.Tag
 	var conflicts []string
-	for _, t := range tagRefs {
-		desc, err := puller.Head(ctx, t)
+	for i, t := range tagRefs {
+		desc, err := heads[i].desc, heads[i].err
 		switch {
 		case err == nil && desc.Digest == digest:
 			continue // already there
