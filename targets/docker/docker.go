@@ -65,6 +65,9 @@ var (
 // validName is what Docker accepts in a container name; app, env and release ids become one.
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// unsafeName matches what a container name cannot hold.
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
 // New returns the Docker target of app in env on hosts ("host:port", port 22 when omitted).
 // It connects to nothing: each host is dialled when first used.
 func New(app, env string, hosts []string, opts ...Option) (*Target, error) {
@@ -238,7 +241,7 @@ func (h *Host) engine(ctx context.Context) (*client.Client, error) {
 func (h *Host) containerName(id string) string {
 	n := h.t.app + "-" + h.t.env + "-"
 	if h.t.o.hostScope {
-		n += regexp.MustCompile(`[^a-zA-Z0-9_.-]`).ReplaceAllString(h.addr, "_") + "-"
+		n += unsafeName.ReplaceAllString(h.addr, "_") + "-"
 	}
 	return n + id
 }

@@ -314,6 +314,8 @@ func (h *Host) Discard(ctx context.Context, id string) error {
 // pipeline's configured check says the rest. A container that exits is a failure with its
 // exit status and last log lines.
 func (h *Host) CheckHealth(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, h.t.o.healthWait)
+	defer cancel()
 	cli, err := h.engine(ctx)
 	if err != nil {
 		return err
@@ -345,9 +347,7 @@ func (h *Host) CheckHealth(ctx context.Context, id string) error {
 	// Replay the events since the container started, so none between the inspection and
 	// the subscription is missed; the inspection after each is the truth.
 	started, _ := time.Parse(time.RFC3339Nano, c.State.StartedAt)
-	ectx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msgs, errs := cli.Events(ectx, events.ListOptions{
+	msgs, errs := cli.Events(ctx, events.ListOptions{
 		Since:   fmt.Sprintf("%d.%09d", started.Unix(), started.Nanosecond()),
 		Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("container", cid)),
 	})

@@ -3,6 +3,7 @@ package docker
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -31,10 +32,14 @@ type options struct {
 	memory       int64
 	nanoCPUs     int64
 	stopTimeout  time.Duration
+	healthWait   time.Duration
 	stateDir     string
 	hostScope    bool
 	hostEnv      map[string][]string
 }
+
+// envName is what a portable environment variable name looks like.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // DefaultSocket is where the Docker Engine listens on a host unless WithSocket says otherwise.
 const DefaultSocket = "/var/run/docker.sock"
@@ -125,11 +130,14 @@ func WithNetwork(mode string) Option {
 // none beyond the image's.
 func WithEnv(vars ...string) Option {
 	return func(o *options) error {
-		for _, v := range vars {
+		for i, v := range vars {
 			k, _, ok := strings.Cut(v, "=")
-			if !ok || k == "" {
-				// Only the name: the value may be secret.
-				return fmt.Errorf("environment variable %q: want NAME=value", k)
+			if !ok || !envName.MatchString(k) {
+				// Only a name is shown: the rest may be a secret.
+				if envName.MatchString(k) {
+					return fmt.Errorf("environment variable %q: want NAME=value", k)
+				}
+				return fmt.Errorf("environment variable #%d: want NAME=value with a NAME of letters, digits and '_'", i+1)
 			}
 		}
 		o.env = append(o.env, vars...)
@@ -234,6 +242,18 @@ func WithStopTimeout(d time.Duration) Option {
 	}
 }
 
+// WithHealthTimeout bounds the wait for the verdict of a container's HEALTHCHECK (its start
+// period, intervals and retries must fit in it). Default: 5m.
+func WithHealthTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("health timeout %s is not positive", d)
+		}
+		o.healthWait = d
+		return nil
+	}
+}
+
 // WithStateDir sets the directory on each host holding the deploy lock and the deployment
 // history (<dir>/<app>-<env>/). The SSH user must be able to write there. Default:
 // DefaultStateDir.
@@ -259,6 +279,7 @@ func makeOptions(opts []Option) (*options, error) {
 		socket:      DefaultSocket,
 		restart:     "unless-stopped",
 		stopTimeout: 10 * time.Second,
+		healthWait:  5 * time.Minute,
 		stateDir:    DefaultStateDir,
 	}
 	for _, opt := range opts {

@@ -347,3 +347,63 @@ func TestHistoryAndStatus(t *testing.T) {
 		t.Errorf("status = %+v, want %s live and up", st, r1.ID)
 	}
 }
+
+func TestContainerConfiguration(t *testing.T) {
+	b := newBench(t)
+	const secret = "s3cr3t-token-9b1e"
+	vol := t.TempDir()
+	tg := b.target(
+		WithEnv("API_TOKEN="+secret, "MODE=test"),
+		WithVolumes(vol+":/data:ro"),
+		WithRestartPolicy("on-failure:3"),
+		WithMemory("64m"),
+		WithCPUs(0.5),
+	)
+	ref, dg := b.image("v1", nil)
+	r := b.release("20261127T000001Z", "v1", ref, dg)
+	r.PipelineID = "run-7"
+	var log bytes.Buffer
+	ctx := context.Background()
+	if _, err := pipeline.Rollout(ctx, tg, r, pipeline.WithLogger(&log)); err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r.ID), "200 ok v1")
+
+	c, err := b.cli.ContainerInspect(ctx, b.name(r.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLabels := map[string]string{LabelApp: b.app, LabelEnv: "test", LabelRelease: r.ID, LabelVersion: "v1", LabelDigest: dg, LabelImage: ref, LabelDeployer: "tester", LabelPipeline: "run-7"}
+	for k, v := range wantLabels {
+		if c.Config.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, c.Config.Labels[k], v)
+		}
+	}
+	env := strings.Join(c.Config.Env, "\n")
+	if !strings.Contains(env, "API_TOKEN="+secret) || !strings.Contains(env, "MODE=test") || !strings.Contains(env, "HELLO_VERSION=v1") {
+		t.Errorf("container env = %q, want ours and the image's", c.Config.Env)
+	}
+	hc := c.HostConfig
+	if hc.RestartPolicy.Name != "on-failure" || hc.RestartPolicy.MaximumRetryCount != 3 {
+		t.Errorf("restart policy = %+v", hc.RestartPolicy)
+	}
+	if hc.Memory != 64<<20 || hc.NanoCPUs != 5e8 {
+		t.Errorf("limits: memory %d, nano cpus %d", hc.Memory, hc.NanoCPUs)
+	}
+	if len(hc.Binds) != 1 || hc.Binds[0] != vol+":/data:ro" || string(hc.NetworkMode) != "host" {
+		t.Errorf("binds %q, network %q", hc.Binds, hc.NetworkMode)
+	}
+	if c.Config.Image != ref {
+		t.Errorf("image = %q, want the digest reference %q", c.Config.Image, ref)
+	}
+
+	// The secret reaches the container and nothing else.
+	st, _ := pipeline.Status(ctx, tg)
+	ch, _ := pipeline.Plan(ctx, tg, r)
+	recs, _ := pipeline.History(ctx, tg, 0)
+	for what, s := range map[string]string{"log": log.String(), "status": fmt.Sprint(st), "plan": fmt.Sprint(ch), "history": fmt.Sprint(recs)} {
+		if strings.Contains(s, secret) {
+			t.Errorf("the %s shows the secret", what)
+		}
+	}
+}
