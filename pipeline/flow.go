@@ -268,6 +268,10 @@ func gatesStage(ctx context.Context, r *run) error {
 		if err != nil {
 			return err
 		}
+		if a := r.req.Artifact; a != nil && a.Image != "" && digestOf(a.Image) != digestOf(ref) {
+			return fmt.Errorf("environment %q deploys only what is live in %q: asked for %s, but %q runs %s; nothing was changed",
+				r.req.Env, from, digestOf(a.Image), from, digestOf(ref))
+		}
 		r.promote = ref
 		applied = append(applied, fmt.Sprintf("promoting %s, live and healthy in %q", ref, from))
 	}
@@ -332,10 +336,6 @@ func digestOf(ref string) string {
 func buildStage(ctx context.Context, r *run) error {
 	switch {
 	case r.promote != "":
-		if r.req.Artifact != nil && r.req.Artifact.Image != "" && digestOf(r.req.Artifact.Image) != digestOf(r.promote) {
-			return fmt.Errorf("environment %q deploys only what is live in %q: asked for %s, but %q runs %s",
-				r.req.Env, r.env.From, digestOf(r.req.Artifact.Image), r.env.From, digestOf(r.promote))
-		}
 		if r.req.Artifact != nil && r.req.Artifact.Dir != "" {
 			r.art = r.req.Artifact
 			return Skip("promoting the artifacts live in %q, never rebuilt", r.env.From)
