@@ -43,6 +43,7 @@ type Deployment struct {
 
 	mu       sync.Mutex
 	prepared map[string]targets.Release
+	resolved []string // the containers a deploy sets, resolved by Preflight
 }
 
 // Name is "deployment/<name>".
@@ -62,20 +63,55 @@ func (d *Deployment) get(ctx context.Context) (*appsv1.Deployment, error) {
 	return dep, nil
 }
 
-// checkContainers says which named containers the Deployment lacks.
+// checkContainers says which named containers the Deployment lacks, and keeps the
+// resolved names for setImage.
 func (d *Deployment) checkContainers(dep *appsv1.Deployment) error {
+	names, err := d.names(dep)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.resolved = names
+	d.mu.Unlock()
+	return nil
+}
+
+// names resolves the containers a deploy sets on dep: the configured ones, all of which
+// must exist; else its only container; else the one named like the Deployment.
+func (d *Deployment) names(dep *appsv1.Deployment) ([]string, error) {
 	have := map[string]bool{}
-	var names []string
+	var all []string
 	for _, c := range dep.Spec.Template.Spec.Containers {
 		have[c.Name] = true
-		names = append(names, c.Name)
+		all = append(all, c.Name)
+	}
+	if len(d.containers) == 0 {
+		switch {
+		case len(all) == 1:
+			return all, nil
+		case have[d.name]:
+			return []string{d.name}, nil
+		}
+		return nil, fmt.Errorf("deployment %q has %d containers and none is named %q: name the ones to update (it has: %s)", d.name, len(all), d.name, strings.Join(all, ", "))
 	}
 	for _, c := range d.containers {
 		if !have[c] {
-			return fmt.Errorf("deployment %q has no container %q (it has: %s)", d.name, c, strings.Join(names, ", "))
+			return nil, fmt.Errorf("deployment %q has no container %q (it has: %s)", d.name, c, strings.Join(all, ", "))
 		}
 	}
-	return nil
+	return d.containers, nil
+}
+
+// primary is the container whose image status reports: the first one a deploy sets, else
+// the first one.
+func (d *Deployment) primary(dep *appsv1.Deployment) string {
+	if n, err := d.names(dep); err == nil {
+		return n[0]
+	}
+	if len(dep.Spec.Template.Spec.Containers) > 0 {
+		return dep.Spec.Template.Spec.Containers[0].Name
+	}
+	return ""
 }
 
 // replicaSets lists the ReplicaSets the Deployment owns: its revisions.
@@ -144,11 +180,11 @@ func firstRevision(rs *appsv1.ReplicaSet) int64 {
 	return first
 }
 
-// kept describes the release a pod template runs.
-func (d *Deployment) kept(tmpl *corev1.PodTemplateSpec) targets.Kept {
+// kept describes the release a pod template runs, by the image of container primary.
+func kept(tmpl *corev1.PodTemplateSpec, primary string) targets.Kept {
 	k := targets.Kept{ID: tmpl.Annotations[AnnotationRelease], Version: tmpl.Annotations[AnnotationVersion], Digest: tmpl.Annotations[AnnotationDigest]}
 	for _, c := range tmpl.Spec.Containers {
-		if c.Name == d.containers[0] {
+		if c.Name == primary {
 			k.Image = c.Image
 		}
 	}
@@ -182,11 +218,11 @@ func (d *Deployment) History(ctx context.Context) ([]Revision, error) {
 	if err != nil {
 		return nil, err
 	}
-	live := current(dep, rss)
+	live, primary := current(dep, rss), d.primary(dep)
 	var out []Revision
 	for _, rs := range rss {
 		n, _ := deploymentutil.Revision(rs)
-		k := d.kept(&rs.Spec.Template)
+		k := kept(&rs.Spec.Template, primary)
 		out = append(out, Revision{Number: n, ID: releaseID(rs), Version: k.Version, Digest: k.Digest, Image: k.Image,
 			ChangeCause: rs.Annotations[AnnotationChangeCause], Created: rs.CreationTimestamp.Time.UTC(), Live: rs == live})
 	}
@@ -211,13 +247,13 @@ func (d *Deployment) Status(ctx context.Context) (targets.Status, error) {
 	slices.SortFunc(rss, func(a, b *appsv1.ReplicaSet) int {
 		return cmp.Or(cmp.Compare(firstRevision(a), firstRevision(b)), a.CreationTimestamp.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
 	})
-	st := targets.Status{Host: d.Name()}
+	st, primary := targets.Status{Host: d.Name()}, d.primary(dep)
 	for _, rs := range rss {
-		k := d.kept(&rs.Spec.Template)
+		k := kept(&rs.Spec.Template, primary)
 		k.ID, k.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
 		st.Kept = append(st.Kept, k)
 	}
-	live := d.kept(&dep.Spec.Template)
+	live := kept(&dep.Spec.Template, primary)
 	rev := "no revision yet"
 	if rs := current(dep, rss); rs != nil {
 		live.ID, live.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
@@ -249,13 +285,14 @@ func (d *Deployment) Plan(ctx context.Context, r targets.Release) (targets.Chang
 	if err != nil {
 		return targets.Change{}, err
 	}
-	if err := d.checkContainers(dep); err != nil {
+	names, err := d.names(dep)
+	if err != nil {
 		return targets.Change{}, err
 	}
 	ch := targets.Change{Host: d.Name(), Live: dep.Spec.Template.Annotations[AnnotationRelease], Noop: true}
 	var from []string
 	for _, c := range dep.Spec.Template.Spec.Containers {
-		if slices.Contains(d.containers, c.Name) && c.Image != r.Image {
+		if slices.Contains(names, c.Name) && c.Image != r.Image {
 			ch.Noop = false
 			ch.Update = append(ch.Update, fmt.Sprintf("spec.template.spec.containers[%s].image", c.Name))
 			from = append(from, c.Image)
@@ -348,8 +385,20 @@ func (d *Deployment) setImage(ctx context.Context, r targets.Release) error {
 	if r.Version == "" {
 		version = nil // null deletes the previous release's version in a strategic merge
 	}
-	containers := make([]map[string]string, len(d.containers))
-	for i, c := range d.containers {
+	d.mu.Lock()
+	names := d.resolved
+	d.mu.Unlock()
+	if names == nil { // not resolved by Preflight: it always is, but cheaply safe
+		dep, err := d.get(ctx)
+		if err != nil {
+			return err
+		}
+		if names, err = d.names(dep); err != nil {
+			return err
+		}
+	}
+	containers := make([]map[string]string, len(names))
+	for i, c := range names {
 		containers[i] = map[string]string{"name": c, "image": r.Image}
 	}
 	patch, err := json.Marshal(map[string]any{

@@ -37,8 +37,9 @@ import (
 type Workload struct {
 	// Name is the Deployment's name.
 	Name string
-	// Containers are the containers whose image a deploy sets; empty means the container
-	// named like the Deployment.
+	// Containers are the containers whose image a deploy sets. Empty means the Deployment's
+	// only container, or when it has several, the one named like the Deployment (never
+	// every container: sidecars keep their images).
 	Containers []string
 }
 
@@ -100,10 +101,7 @@ func New(app, env string, workloads []Workload, opts ...Option) (*Target, error)
 			return nil, fmt.Errorf("kubernetes target %s/%s: deployment %q given twice", app, env, w.Name)
 		}
 		seen[w.Name] = true
-		containers := w.Containers
-		if len(containers) == 0 {
-			containers = []string{w.Name}
-		}
+		containers := slices.Clone(w.Containers)
 		for _, c := range containers {
 			if errs := validation.IsDNS1123Label(c); len(errs) > 0 {
 				return nil, fmt.Errorf("kubernetes target %s/%s: deployment %q: container name %q: %s", app, env, w.Name, c, strings.Join(errs, "; "))

@@ -772,6 +772,30 @@ func TestBadInput(t *testing.T) {
 	if err := tg.Preflight(t.Context()); err == nil || !strings.Contains(err.Error(), `deployment "web" has no container "app" (it has: web, sidecar)`) {
 		t.Errorf("missing container: %v", err)
 	}
+	// No containers named: the only one, else the one named like the Deployment, else an
+	// error (sidecars keep their images).
+	for name, containers := range map[string][]string{"solo": {"app"}, "multi": {"app", "proxy"}} {
+		labels := map[string]string{"app": name}
+		var cs []corev1.Container
+		for _, n := range containers {
+			cs = append(cs, corev1.Container{Name: n, Image: "registry.test/" + n + ":1"})
+		}
+		_, err := c.Client.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: cs}}},
+		}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	tg = target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "solo"}})
+	if ch, err := tg.Hosts()[0].Plan(t.Context(), release("20261127T099050Z", "registry.test/app")); err != nil || !slices.Equal(ch.Update, []string{"spec.template.spec.containers[app].image"}) {
+		t.Errorf("plan for the only container: %+v, %v", ch, err)
+	}
+	tg = target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "multi"}})
+	if err := tg.Preflight(t.Context()); err == nil || !strings.Contains(err.Error(), `deployment "multi" has 2 containers and none is named "multi": name the ones to update (it has: app, proxy)`) {
+		t.Errorf("ambiguous containers: %v", err)
+	}
+
 	tg = target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}})
 	r := release("20261127T099100Z", "registry.test/web")
 	r.Image = "registry.test/web:latest"
