@@ -235,6 +235,10 @@ func (m *Pushdeploy) Unlock(
 	return fmt.Sprintf("%s unlocked; it was held by %s\n", env, held), nil
 }
 
+// targetExtra adds options to every target the module makes: a test seam (the bench's
+// Docker socket), empty in use.
+var targetExtra assemble.Extra
+
 // environments reads the file and the credentials into plain Go values.
 func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File) (*pipeline.Environments, error) {
 	if file == nil {
@@ -256,7 +260,7 @@ func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File) (*pipe
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(assemble.Extra{})}, nil
+	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(targetExtra)}, nil
 }
 
 // secrets reads the credentials the module was given. They are read here, inside the

@@ -101,6 +101,4 @@ func TestDeployRefusedWithoutApprovalChangesNothing(t *testing.T) {
 	contract.Golden(t, "deploy-refused", tr)
 }
 
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(testbench.MainWithDockerd(m)) }

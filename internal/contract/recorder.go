@@ -39,6 +39,7 @@ type Engine struct {
 	leaves   map[string]any
 	ids      map[string]string // id handed out -> the chain it stands for
 	onExport func(chain, path string) error
+	codes    map[string]int // exit codes by a substring of the chain
 	files    map[string]string // File.contents by file name
 }
 
@@ -50,6 +51,10 @@ func Entries(names ...string) Option { return func(e *Engine) { e.entries = name
 
 // ExitCode is what Container.exitCode answers. Default: 0.
 func ExitCode(code int) Option { return func(e *Engine) { e.exitCode = code } }
+
+// ExitCodeFor makes Container.exitCode answer code for chains that contain substr (a
+// command, say), and ExitCode's answer for the others.
+func ExitCodeFor(substr string, code int) Option { return func(e *Engine) { e.codes[substr] = code } }
 
 // Output is what stdout, stderr and combinedOutput answer. Default: "".
 func Output(s string) Option { return func(e *Engine) { e.output = s } }
@@ -77,7 +82,7 @@ func Leaf(name string, v any) Option { return func(e *Engine) { e.leaves[name] =
 // through the environment.
 func Start(t testing.TB, opts ...Option) *Engine {
 	t.Helper()
-	e := &Engine{token: "contract-test-token", secrets: map[string]string{}, leaves: map[string]any{}, ids: map[string]string{}, files: map[string]string{}}
+	e := &Engine{token: "contract-test-token", secrets: map[string]string{}, leaves: map[string]any{}, ids: map[string]string{}, files: map[string]string{}, codes: map[string]int{}}
 	for _, o := range opts {
 		o(e)
 	}
@@ -204,6 +209,11 @@ func (e *Engine) leaf(f *ast.Field, path string, cs chainState) any {
 	case "entries", "glob":
 		return e.entries
 	case "exitCode":
+		for sub, code := range e.codes {
+			if strings.Contains(path, sub) {
+				return code
+			}
+		}
 		return e.exitCode
 	case "stdout", "stderr", "combinedOutput":
 		return e.output
