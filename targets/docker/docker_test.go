@@ -38,6 +38,8 @@ func newBench(t *testing.T) *bench { t.Helper(); return newBenchN(t, 1) }
 // newBenchN is a bench of n sshd hosts, all reaching the one shared engine.
 func newBenchN(t *testing.T, n int) *bench {
 	t.Helper()
+	// Tests keep apart by app name and port: they run side by side, mostly waiting.
+	t.Parallel()
 	d := testbench.SharedDockerd(t)
 	b := &bench{t: t, d: d, hosts: testbench.SSHHosts(t, n), reg: testbench.InProcessRegistry(t), port: freePort(t)}
 	b.app = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
