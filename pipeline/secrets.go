@@ -23,9 +23,9 @@ type Secrets struct {
 	RegistryPassword []byte
 	// Named holds the secrets the file names by NAME.
 	Named map[string][]byte
-	// Local allows env:NAME and file:PATH references, read where pushdeploy runs (the
-	// CLI). In the Dagger module they would read the function's own container, so there
-	// they are refused.
+	// Local reads env:NAME and file:PATH references where pushdeploy runs (the CLI). In
+	// the Dagger module that would be the function's own container: there env:NAME is the
+	// secret passed as NAME, and file:PATH is refused.
 	Local bool
 }
 
@@ -43,7 +43,12 @@ func (s *Secrets) Resolve(ref config.SecretRef, slot []byte, what string) ([]byt
 		return v, nil
 	case "env":
 		if !s.Local {
-			return nil, fmt.Errorf("%s: %q reads the environment where pushdeploy runs, which the Dagger module does not share: pass the secret by name", what, string(ref))
+			// In the module the caller's environment is not ours: env:NAME is the secret
+			// the caller passed from its own $NAME (dagger call --secrets env:NAME).
+			if v, ok := s.Named[ref.Name()]; ok {
+				return v, nil
+			}
+			return nil, fmt.Errorf("%s: %q is read from the caller's environment: pass it to the module (--secrets env:%s)", what, string(ref), ref.Name())
 		}
 		v, ok := os.LookupEnv(ref.Name())
 		if !ok {
