@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,13 +125,7 @@ func (m *Pushdeploy) Status(
 		names = []string{env}
 	}
 	st := x.Status(ctx, names...)
-	var b bytes.Buffer
-	if output == "json" {
-		err = pipeline.JSON(&b, st)
-	} else {
-		err = pipeline.RenderStatus(&b, st)
-	}
-	return b.String(), err
+	return format(output, st, func(w io.Writer) error { return pipeline.RenderStatus(w, st) })
 }
 
 // What a deploy of the current source to env would change on each host (files to add,
@@ -168,13 +163,7 @@ func (m *Pushdeploy) Plan(
 	if err != nil {
 		return "", err
 	}
-	var b bytes.Buffer
-	if output == "json" {
-		err = pipeline.JSON(&b, changes)
-	} else {
-		err = pipeline.RenderPlan(&b, changes)
-	}
-	return b.String(), err
+	return format(output, changes, func(w io.Writer) error { return pipeline.RenderPlan(w, changes) })
 }
 
 // The deployment records of an environment, oldest first.
@@ -201,13 +190,7 @@ func (m *Pushdeploy) History(
 	if err != nil {
 		return "", err
 	}
-	var b bytes.Buffer
-	if output == "json" {
-		err = pipeline.JSON(&b, recs)
-	} else {
-		err = pipeline.RenderHistory(&b, recs)
-	}
-	return b.String(), err
+	return format(output, recs, func(w io.Writer) error { return pipeline.RenderHistory(w, recs) })
 }
 
 // Break an environment's deploy lock, whoever holds it (a deploy that died before its
@@ -397,6 +380,18 @@ func (m *Pushdeploy) runHook(ctx context.Context, image, cmd string, env map[str
 		return []byte(out), fmt.Errorf("exit code %d", code)
 	}
 	return []byte(out), nil
+}
+
+// format prints v as JSON when output is "json", else as text prints it.
+func format(output string, v any, text func(io.Writer) error) (string, error) {
+	var b bytes.Buffer
+	var err error
+	if output == "json" {
+		err = pipeline.JSON(&b, v)
+	} else {
+		err = text(&b)
+	}
+	return b.String(), err
 }
 
 // render prints the stage log and the record as text, or the record as JSON.
