@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/contract"
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
@@ -27,7 +23,7 @@ func TestDeployThroughTheModule(t *testing.T) {
 	d := testbench.SharedDockerd(t)
 	hosts := testbench.SSHHosts(t, 1)
 	reg := testbench.InProcessRegistry(t)
-	port := freePort(t)
+	port := testbench.FreePort(t)
 	targetExtra = assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket), docker.WithStateDir(t.TempDir())}}
 	t.Cleanup(func() { targetExtra = assemble.Extra{} })
 
@@ -73,7 +69,7 @@ environments:
 	if err != nil {
 		t.Fatalf("deploy v1 through the module: %v", err)
 	}
-	if got := get(health); got != "200 ok v1" {
+	if got := testbench.Get(health); got != "200 ok v1" {
 		t.Fatalf("after deploying v1 the service answers %q\n%s", got, out)
 	}
 	for _, want := range []string{"==> build: ok", "==> publish: ok", "published " + reg.Host + "/hello@sha256:", "post-deploy hook ok: ./integration.sh v1", "DEPLOYED"} {
@@ -108,27 +104,7 @@ environments:
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	if got := get(health); got != "200 ok v1" {
+	if got := testbench.Get(health); got != "200 ok v1" {
 		t.Fatalf("after the failed v2 deploy the service answers %q, want v1 back", got)
 	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func get(url string) string {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -58,27 +56,9 @@ func (r *receiver) take() (bodies, auth []string) {
 	return bodies, auth
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // closedURL is a URL on 127.0.0.1 where nothing listens.
-func closedURL(t *testing.T) string { return fmt.Sprintf("http://127.0.0.1:%d/hook", freePort(t)) }
-
-func get(url string) string {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+func closedURL(t *testing.T) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/hook", testbench.FreePort(t))
 }
 
 // TestStagingToProduction is the seed's flow as one typed pipeline against real servers:
@@ -91,7 +71,7 @@ func TestStagingToProduction(t *testing.T) {
 	d := testbench.SharedDockerd(t)
 	hosts := testbench.SSHHosts(t, 2)
 	reg := testbench.InProcessRegistry(t)
-	stagingPort, prodPort := freePort(t), freePort(t)
+	stagingPort, prodPort := testbench.FreePort(t), testbench.FreePort(t)
 	marker, slack, hook := newReceiver(t), newReceiver(t), newReceiver(t)
 
 	const markerToken = "marker-token-5f1d2c9e"
@@ -190,7 +170,7 @@ environments:
 	if err != nil {
 		t.Fatalf("staging deploy: %v", err)
 	}
-	if got := get(stagingURL); got != "200 ok v1" {
+	if got := testbench.Get(stagingURL); got != "200 ok v1" {
 		t.Fatalf("staging serves %q after its deploy", got)
 	}
 	if rec.Outcome != pipeline.OutcomeDeployed || len(rec.Warnings) != 1 || !strings.Contains(rec.Warnings[0], "webhook to 127.0.0.1:") {
@@ -210,7 +190,7 @@ environments:
 	if err == nil || !strings.Contains(err.Error(), `gates: environment "production" is protected`) || !strings.Contains(err.Error(), "--approved-by") {
 		t.Fatalf("unapproved production deploy: %v", err)
 	}
-	if got := get(prodURL); !strings.HasPrefix(got, "error:") {
+	if got := testbench.Get(prodURL); !strings.HasPrefix(got, "error:") {
 		t.Fatalf("production serves %q after a refused deploy; want nothing", got)
 	}
 
@@ -220,7 +200,7 @@ environments:
 	if err == nil || !strings.Contains(err.Error(), digest(other)) || !strings.Contains(err.Error(), digest(v1)) {
 		t.Fatalf("production deploy of a digest not live in staging: %v; want both digests named", err)
 	}
-	if got := get(prodURL); !strings.HasPrefix(got, "error:") {
+	if got := testbench.Get(prodURL); !strings.HasPrefix(got, "error:") {
 		t.Fatalf("production serves %q after a refused deploy; want nothing", got)
 	}
 
@@ -229,8 +209,8 @@ environments:
 	if err != nil {
 		t.Fatalf("promoting to production: %v", err)
 	}
-	if rec.Image != v1 || rec.ApprovedBy != "alice" || get(prodURL) != "200 ok v1" {
-		t.Fatalf("production after promotion: image %q approved by %q serving %q; want %s by alice serving ok v1", rec.Image, rec.ApprovedBy, get(prodURL), v1)
+	if rec.Image != v1 || rec.ApprovedBy != "alice" || testbench.Get(prodURL) != "200 ok v1" {
+		t.Fatalf("production after promotion: image %q approved by %q serving %q; want %s by alice serving ok v1", rec.Image, rec.ApprovedBy, testbench.Get(prodURL), v1)
 	}
 	if s := stageOutcome(rec, "build"); !strings.Contains(s, "promoting") {
 		t.Errorf("build stage: %q, want skipped for the promotion", s)
@@ -254,8 +234,8 @@ environments:
 	// 5. Staging moves to v2; production promotes it, but is unhealthy there: it rolls back
 	// to v1, and the failure notification and marker arrive.
 	version = "v2"
-	if _, err := deploy(f, "staging", "", tarball("v2")); err != nil || get(stagingURL) != "200 ok v2" {
-		t.Fatalf("staging v2: %v, serving %q", err, get(stagingURL))
+	if _, err := deploy(f, "staging", "", tarball("v2")); err != nil || testbench.Get(stagingURL) != "200 ok v2" {
+		t.Fatalf("staging v2: %v, serving %q", err, testbench.Get(stagingURL))
 	}
 	rec, err = deploy(file(true), "production", "alice", nil)
 	if err == nil {
@@ -264,7 +244,7 @@ environments:
 	if !strings.Contains(err.Error(), "deploy: host \""+hosts[1].Addr+"\": health") {
 		t.Errorf("error %v; want it to name the deploy stage, the host and the health step", err)
 	}
-	if got := get(prodURL); got != "200 ok v1" {
+	if got := testbench.Get(prodURL); got != "200 ok v1" {
 		t.Fatalf("production serves %q after the rollback, want the old release", got)
 	}
 	if rec.Outcome != pipeline.OutcomeRolledBack || rec.Rollback == nil {
