@@ -46,6 +46,9 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 		k := l.kept()
 		st.Live = &k
 		st.Detail = fmt.Sprintf("container %s: %s", h.containerName(l.id), l.container.Status)
+		if slot := slotOf(l); slot != 0 {
+			st.Detail += fmt.Sprintf(" (blue-green slot %d)", slot)
+		}
 	}
 	running := 0
 	for _, r := range rs {
@@ -139,14 +142,19 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if err := h.pull(ctx, cli, r.Image); err != nil {
 		return err
 	}
-	cfg, hc := h.containerConfig(r)
+	cfg, hc, err := h.containerConfig(r, h.freeSlot(rs))
+	if err != nil {
+		return err
+	}
 	if _, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, name); err != nil {
 		return fmt.Errorf("creating container %q on %s: %w", name, h.addr, err)
 	}
 	return nil
 }
 
-func (h *Host) containerConfig(r targets.Release) (*container.Config, *container.HostConfig) {
+// containerConfig is the configuration of r's container; slot is its blue-green port (0 when
+// not blue-green).
+func (h *Host) containerConfig(r targets.Release, slot int) (*container.Config, *container.HostConfig, error) {
 	o := h.t.o
 	labels := map[string]string{
 		LabelApp:     h.t.app,
@@ -181,7 +189,12 @@ func (h *Host) containerConfig(r targets.Release) (*container.Config, *container
 		Resources:     container.Resources{Memory: o.memory, NanoCPUs: o.nanoCPUs},
 		NetworkMode:   container.NetworkMode(o.network),
 	}
-	return cfg, hc
+	if slot != 0 {
+		if err := h.slotConfig(cfg, hc, slot); err != nil {
+			return nil, nil, err
+		}
+	}
+	return cfg, hc, nil
 }
 
 // pull makes the engine pull ref unless it has it: a digest-pinned image never changes.
@@ -256,6 +269,20 @@ func (h *Host) Activate(ctx context.Context, id string) error {
 			return fmt.Errorf("activating release %q on %s: no container of it is kept there (kept: %q)", id, h.addr, ids(rs))
 		}
 	}
+	if h.t.o.blueGreen != nil && want != nil {
+		if done, err := h.switchSlots(ctx, cli, rs, want); done || err != nil {
+			return err
+		}
+	}
+	return h.stopThenStart(ctx, cli, rs, want)
+}
+
+// stopThenStart stops every running container but want's, then starts want's.
+func (h *Host) stopThenStart(ctx context.Context, cli *client.Client, rs []release, want *release) error {
+	id := ""
+	if want != nil {
+		id = want.id
+	}
 	secs := int(math.Ceil(h.t.o.stopTimeout.Seconds()))
 	for _, r := range rs {
 		if r.id == id || !r.running() {
@@ -328,7 +355,14 @@ func (h *Host) CheckHealth(ctx context.Context, id string) error {
 	if r == nil {
 		return fmt.Errorf("checking release %q on %s: no container of it is kept there", id, h.addr)
 	}
-	cid, name := r.container.ID, h.containerName(id)
+	_, err = h.waitHealthy(ctx, cli, r)
+	return err
+}
+
+// waitHealthy waits for the verdict of r's HEALTHCHECK; hasCheck says whether it has one
+// (without one, the verdict is that the container runs).
+func (h *Host) waitHealthy(ctx context.Context, cli *client.Client, r *release) (hasCheck bool, err error) {
+	cid, name := r.container.ID, h.containerName(r.id)
 	inspect := func() (container.InspectResponse, error) {
 		c, err := cli.ContainerInspect(ctx, cid)
 		if err != nil {
@@ -338,11 +372,11 @@ func (h *Host) CheckHealth(ctx context.Context, id string) error {
 	}
 	c, err := inspect()
 	if err != nil {
-		return err
+		return false, err
 	}
-	hasCheck := c.Config != nil && c.Config.Healthcheck != nil && len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] != "NONE"
+	hasCheck = c.Config != nil && c.Config.Healthcheck != nil && len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] != "NONE"
 	if v, done := h.verdict(ctx, cli, name, c, hasCheck); done {
-		return v
+		return hasCheck, v
 	}
 	// Replay the events since the container started, so none between the inspection and
 	// the subscription is missed; the inspection after each is the truth.
@@ -358,9 +392,9 @@ func (h *Host) CheckHealth(ctx context.Context, id string) error {
 			if c.State.Health != nil {
 				status = string(c.State.Health.Status)
 			}
-			return fmt.Errorf("waiting for container %q on %s to be healthy (it is %s): %w", name, h.addr, status, ctx.Err())
+			return hasCheck, fmt.Errorf("waiting for container %q on %s to be healthy (it is %s): %w", name, h.addr, status, ctx.Err())
 		case err := <-errs:
-			return fmt.Errorf("watching container %q on %s: %w", name, h.addr, err)
+			return hasCheck, fmt.Errorf("watching container %q on %s: %w", name, h.addr, err)
 		case m := <-msgs:
 			if m.TimeNano < started.UnixNano() {
 				continue
@@ -368,13 +402,13 @@ func (h *Host) CheckHealth(ctx context.Context, id string) error {
 			switch {
 			case m.Action == events.ActionDie:
 				code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
-				return h.exited(ctx, cli, name, code)
+				return hasCheck, h.exited(ctx, cli, name, code)
 			case strings.HasPrefix(string(m.Action), string(events.ActionHealthStatus)):
 				if c, err = inspect(); err != nil {
-					return err
+					return hasCheck, err
 				}
 				if v, done := h.verdict(ctx, cli, name, c, hasCheck); done {
-					return v
+					return hasCheck, v
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/docker/go-connections/nat"
@@ -35,6 +36,9 @@ type options struct {
 	healthWait   time.Duration
 	stateDir     string
 	hostScope    bool
+	blueGreen    *BlueGreen
+	switchTmpl   *template.Template
+	envTmpl      []*template.Template
 	hostEnv      map[string][]string
 }
 
@@ -267,6 +271,84 @@ func WithStateDir(dir string) Option {
 	}
 }
 
+// BlueGreen runs each release on one of two host ports (slots) that a reverse proxy on the
+// host sends requests to. Activating a release starts its container beside the live one on
+// the free slot, waits until it is ready (its HEALTHCHECK passes, or without one, its port
+// accepts connections), runs Switch to point the proxy at it, and only then stops the old
+// container gracefully. A release that never gets ready never receives a request: it is
+// stopped, the proxy is not switched and the old release serves on.
+//
+// nginx, for one: an upstream with the live slot as server and the other as backup, so that
+// requests still sent to the old slot by the workers of the configuration before the reload
+// go on to the new one once the old container has stopped:
+//
+//	upstream app { include /etc/nginx/app-upstream.conf; }   # proxy_next_upstream error (default)
+//	Switch: printf 'server 127.0.0.1:{{.Port}};\nserver 127.0.0.1:{{.Other}} backup;\n' > /etc/nginx/app-upstream.conf && nginx -s reload
+//
+// Listing both slots as equal servers is wrong: the proxy would send requests to a release
+// before it is ready.
+type BlueGreen struct {
+	// Ports are the two slots, host ports on 127.0.0.1. Required.
+	Ports [2]int
+	// ContainerPort is the port the application listens on inside the container; each
+	// release publishes it as 127.0.0.1:<slot>. Required unless host networking.
+	ContainerPort int
+	// Env adds environment variables per slot, "NAME=value" where {{.Port}} is the slot (and
+	// {{.Other}} the other one): "PORT={{.Port}}". With host networking the application must
+	// listen on the slot. Default: none.
+	Env []string
+	// Switch is a shell command run on the host once the new release is ready, {{.Port}}
+	// its slot and {{.Other}} the old one. Required: without it the proxy would not know.
+	Switch string
+	// Drain is how long the old container keeps running after Switch, for proxies that
+	// need it (with the backup setup above nginx does not). Default: 0.
+	Drain time.Duration
+}
+
+// WithBlueGreen deploys with no downtime behind a reverse proxy on the host; see BlueGreen.
+// Default: stop-then-start (the old container stops, then the new one starts: a moment with
+// no container serving).
+func WithBlueGreen(bg BlueGreen) Option {
+	return func(o *options) error {
+		for _, p := range bg.Ports {
+			if p <= 0 || p > 65535 {
+				return fmt.Errorf("blue-green ports %v: want two ports between 1 and 65535", bg.Ports)
+			}
+		}
+		if bg.Ports[0] == bg.Ports[1] {
+			return fmt.Errorf("blue-green ports %v: the two slots must differ", bg.Ports)
+		}
+		if bg.ContainerPort < 0 || bg.ContainerPort > 65535 {
+			return fmt.Errorf("blue-green container port %d: want a port between 1 and 65535", bg.ContainerPort)
+		}
+		if bg.Drain < 0 {
+			return fmt.Errorf("blue-green drain %s is negative", bg.Drain)
+		}
+		o.envTmpl = nil
+		for i, e := range bg.Env {
+			k, v, ok := strings.Cut(e, "=")
+			if !ok || !envName.MatchString(k) {
+				return fmt.Errorf("blue-green environment variable #%d: want NAME=value", i+1)
+			}
+			t, err := template.New(k).Option("missingkey=error").Parse(v)
+			if err != nil {
+				return fmt.Errorf("blue-green environment variable %q: %w", k, err)
+			}
+			o.envTmpl = append(o.envTmpl, t)
+		}
+		if bg.Switch == "" {
+			return errors.New("blue-green: no switch command: the proxy must be pointed at the new release's slot")
+		}
+		t, err := template.New("switch").Option("missingkey=error").Parse(bg.Switch)
+		if err != nil {
+			return fmt.Errorf("blue-green switch command: %w", err)
+		}
+		o.switchTmpl = t
+		o.blueGreen = &bg
+		return nil
+	}
+}
+
 // withHostScope names containers after their host too and looks only at containers labelled
 // with it: a test seam for several test hosts sharing one engine. Real hosts each have their
 // own engine, and a host renamed in the configuration must still find its containers.
@@ -292,6 +374,20 @@ func makeOptions(opts []Option) (*options, error) {
 	}
 	if o.network == "none" && len(o.ports) > 0 {
 		return nil, fmt.Errorf("ports %q with network mode \"none\": nothing could reach them", o.ports)
+	}
+	if bg := o.blueGreen; bg != nil {
+		if len(o.ports) > 0 {
+			return nil, fmt.Errorf("ports %q with blue-green: both releases run during the switch and cannot share a host port; the slots %d and %d are the published ports", o.ports, bg.Ports[0], bg.Ports[1])
+		}
+		if o.network == "host" && bg.ContainerPort != 0 {
+			return nil, fmt.Errorf("blue-green container port %d with host networking: nothing is published; give the slot to the application with Env (\"PORT={{.Port}}\")", bg.ContainerPort)
+		}
+		if o.network == "host" && len(bg.Env) == 0 {
+			return nil, errors.New("blue-green with host networking: the application must listen on its slot's port; pass it with Env (\"PORT={{.Port}}\")")
+		}
+		if o.network != "host" && bg.ContainerPort == 0 {
+			return nil, errors.New("blue-green: give ContainerPort, the port the application listens on in the container, to publish on each slot")
+		}
 	}
 	if len(o.ssh) == 0 {
 		return nil, errors.New("no SSH options given (WithSSH with at least sshconn.PrivateKey and sshconn.KnownHosts)")

@@ -34,6 +34,13 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"cpus", "web", []string{"h"}, []Option{key, WithCPUs(0)}, "cpus 0"},
 		{"registry", "web", []string{"h"}, []Option{key, WithRegistryAuth("u", "")}, "user and password"},
 		{"state dir", "web", []string{"h"}, []Option{key, WithStateDir("state")}, `state directory "state"`},
+		{"slots equal", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8081}, ContainerPort: 80, Switch: "x"})}, "must differ"},
+		{"slot range", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{0, 8081}, ContainerPort: 80, Switch: "x"})}, "between 1 and 65535"},
+		{"no switch", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8082}, ContainerPort: 80})}, "no switch command"},
+		{"bad switch", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8082}, ContainerPort: 80, Switch: "{{.Port"})}, "switch command"},
+		{"no container port", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8082}, Switch: "x"})}, "ContainerPort"},
+		{"host network without env", "web", []string{"h"}, []Option{key, WithNetwork("host"), WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8082}, Switch: "x"})}, "PORT={{.Port}}"},
+		{"blue-green with ports", "web", []string{"h"}, []Option{key, WithPorts("80:80"), WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8082}, ContainerPort: 80, Switch: "x"})}, "cannot share a host port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.app, "prod", tc.hosts, tc.opts...)
