@@ -58,7 +58,7 @@ func (d *Deployment) get(ctx context.Context) (*appsv1.Deployment, error) {
 		return nil, fmt.Errorf("deployment %q not found in namespace %q", d.name, d.t.ns)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading deployment %q in namespace %q: %w", d.name, d.t.ns, err)
+		return nil, d.t.explain(ctx, fmt.Errorf("reading deployment %q in namespace %q: %w", d.name, d.t.ns, err))
 	}
 	return dep, nil
 }
@@ -122,7 +122,7 @@ func (d *Deployment) replicaSets(ctx context.Context, dep *appsv1.Deployment) ([
 	}
 	list, err := d.t.cs.AppsV1().ReplicaSets(d.t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return nil, fmt.Errorf("listing the replica sets of deployment %q: %w", d.name, err)
+		return nil, d.t.explain(ctx, fmt.Errorf("listing the replica sets of deployment %q: %w", d.name, err))
 	}
 	var out []*appsv1.ReplicaSet
 	for i := range list.Items {

@@ -322,3 +322,16 @@ func (t *Target) namespaceExists(ctx context.Context) error {
 		return fmt.Errorf("%s: checking the namespace: %w", t, err)
 	}
 }
+
+// explain turns a refusal of the API server into the preflight's list of every missing
+// permission: reads (status, plan) do not run the preflight, but when one is forbidden the
+// whole list is more use than the one refusal.
+func (t *Target) explain(ctx context.Context, err error) error {
+	if !apierrors.IsForbidden(err) {
+		return err
+	}
+	if perr := t.Preflight(ctx); perr != nil {
+		return perr
+	}
+	return err
+}

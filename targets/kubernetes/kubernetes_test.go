@@ -735,6 +735,38 @@ func TestMissingPatch(t *testing.T) {
 	if _, err := c.Client.CoreV1().ConfigMaps(ns).Get(t.Context(), "pushdeploy-shop-test-journal", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("journal config map: %v (want not found)", err)
 	}
+
+	// A read refused (no list on replica sets) names every missing permission too.
+	must(t, c.Client.RbacV1().Roles(ns).Delete(t.Context(), "ci-deployer", metav1.DeleteOptions{}))
+	applyRole := func(drop string) {
+		b, _ := os.ReadFile("../../deploy/kubernetes/rbac.yaml")
+		for _, doc := range bytes.Split(b, []byte("\n---\n")) {
+			var r rbacv1.Role
+			must(t, yaml.Unmarshal(doc, &r))
+			if r.Kind != "Role" {
+				continue
+			}
+			r.Rules = slices.DeleteFunc(r.Rules, func(rule rbacv1.PolicyRule) bool { return slices.Contains(rule.Resources, drop) })
+			_, err := c.Client.RbacV1().Roles(ns).Create(t.Context(), &r, metav1.CreateOptions{})
+			must(t, err)
+		}
+	}
+	applyRole("replicasets")
+	tg = target(t, kc, ns, []kubernetes.Workload{{Name: "web"}})
+	// RBAC changes reach the authorizer through an informer: wait for the new Role to count.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for {
+		_, err = tg.Hosts()[0].Status(ctx)
+		if err != nil && strings.Contains(err.Error(), "lack 1 permission(s) the deploy needs: list replicasets.apps") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("status without list on replica sets: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // TestBadInput: a malformed kubeconfig, an unknown context, a namespace that does not
