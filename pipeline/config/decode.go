@@ -283,24 +283,46 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 // the same rules as the schema tells editors.
 func (d *decoder) checkTags(n *yaml.Node, v reflect.Value, path string, f field) {
 	n = resolve(n)
-	if enum := f.tags["enum"]; len(enum) > 0 {
-		check := func(s, p string, n *yaml.Node) {
-			if !slices.Contains(enum, s) {
-				d.errorf(n, p, "%q is not one of %s", s, quoteList(enum))
-			}
+	for _, p := range tagProblems(v, f) {
+		at, ap := n, path
+		if p.index >= 0 {
+			at, ap = n.Content[p.index], fmt.Sprintf("%s[%d]", path, p.index)
 		}
+		d.errorf(at, ap, "%s", p.msg)
+	}
+}
+
+// tagProblem is a value that breaks a jsonschema keyword of its field; index is the list
+// element at fault, -1 for the value itself.
+type tagProblem struct {
+	index int
+	msg   string
+}
+
+// tagProblems checks v, the value of field f, against f's jsonschema keywords (enum,
+// pattern, minItems, minimum, maximum, exclusiveMinimum). The decoder and Validate share it.
+func tagProblems(v reflect.Value, f field) []tagProblem {
+	var out []tagProblem
+	add := func(i int, format string, args ...any) {
+		out = append(out, tagProblem{i, fmt.Sprintf(format, args...)})
+	}
+	if enum := f.tags["enum"]; len(enum) > 0 {
 		switch v.Kind() {
 		case reflect.String:
-			check(v.String(), path, n)
+			if !slices.Contains(enum, v.String()) {
+				add(-1, "%q is not one of %s", v.String(), quoteList(enum))
+			}
 		case reflect.Slice:
 			for i := range v.Len() {
-				check(v.Index(i).String(), fmt.Sprintf("%s[%d]", path, i), n.Content[i])
+				if s := v.Index(i).String(); !slices.Contains(enum, s) {
+					add(i, "%q is not one of %s", s, quoteList(enum))
+				}
 			}
 		}
 	}
 	if p := f.tags["pattern"]; len(p) > 0 && v.Kind() == reflect.String && v.String() != "" {
 		if !regexp.MustCompile(p[0]).MatchString(v.String()) {
-			d.errorf(n, path, "%q does not match %s", v.String(), p[0])
+			add(-1, "%q does not match %s", v.String(), p[0])
 		}
 	}
 	num := func(kw string) (float64, bool) {
@@ -319,24 +341,25 @@ func (d *decoder) checkTags(n *yaml.Node, v reflect.Value, path string, f field)
 	case reflect.Slice:
 		if m, ok := num("minItems"); ok && float64(v.Len()) < m {
 			if m == 1 {
-				d.errorf(n, path, "needs at least one entry")
+				add(-1, "needs at least one entry")
 			} else {
-				d.errorf(n, path, "needs at least %v entries", m)
+				add(-1, "needs at least %v entries", m)
 			}
 		}
-		return
+		return out
 	default:
-		return
+		return out
 	}
 	if m, ok := num("minimum"); ok && x < m {
-		d.errorf(n, path, "%v is less than the minimum %v", x, m)
+		add(-1, "%v is less than the minimum %v", x, m)
 	}
 	if m, ok := num("maximum"); ok && x > m {
-		d.errorf(n, path, "%v is more than the maximum %v", x, m)
+		add(-1, "%v is more than the maximum %v", x, m)
 	}
 	if m, ok := num("exclusiveMinimum"); ok && x <= m {
-		d.errorf(n, path, "%v must be more than %v", x, m)
+		add(-1, "%v must be more than %v", x, m)
 	}
+	return out
 }
 
 func join(path, key string) string {

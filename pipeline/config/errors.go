@@ -9,7 +9,8 @@ import (
 
 // Error is one problem in an environments file: where it is and what is wrong.
 type Error struct {
-	// File is the file's name as given to Load or Parse.
+	// File is the file's name as given to Load or Parse; "" for a problem with arguments
+	// (FromSettings), whose Path is then the argument, e.g. "--health-interval".
 	File string
 	// Line and Column locate the problem, 1-based; 0 when unknown (a File built in code).
 	Line, Column int
@@ -20,14 +21,17 @@ type Error struct {
 	Msg string
 }
 
-// Error reads "pushdeploy.yaml:12: environments.production.health: unknown key ...".
+// Error reads "pushdeploy.yaml:12: environments.production.health: unknown key ...", or
+// "--health-interval: invalid duration ..." for an argument.
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	if e.Path != "" {
 		b.WriteString(e.Path)
 		b.WriteString(": ")

@@ -53,6 +53,12 @@ func (v *validation) errorf(p, format string, args ...any) {
 // returns Errors, positioned when the File came from Parse.
 func (f *File) Validate() error {
 	v := &validation{f: f}
+	// A File built in code has not been through the decoder: hold it to the same tags.
+	var tagged []string // the paths of the values the tags rejected
+	if len(f.lines) == 0 {
+		v.tags(reflect.ValueOf(f).Elem(), "", &tagged)
+	}
+	n := len(v.errs)
 	if f.App == "" {
 		v.errorf("app", "missing required key %q", "app")
 	} else if !nameRE.MatchString(f.App) {
@@ -71,10 +77,60 @@ func (f *File) Validate() error {
 		v.env(name, f.Environments[name])
 	}
 	v.secretRefs()
-	if len(v.errs) > 0 {
-		return v.errs.sorted()
+	// As in Parse: a value the tags rejected gets no follow-on errors.
+	errs := v.errs[:n:n]
+	for _, e := range v.errs[n:] {
+		if !slices.ContainsFunc(tagged, func(p string) bool { return related(p, e.Path) }) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return errs.sorted()
 	}
 	return nil
+}
+
+// tags checks a value built in code against the jsonschema tags that the decoder enforces
+// on a parsed file: required keys, enums, patterns, bounds. A zero value counts as absent,
+// as omitempty writes it.
+func (v *validation) tags(rv reflect.Value, p string, tagged *[]string) {
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			v.tags(rv.Elem(), p, tagged)
+		}
+	case reflect.Struct:
+		for _, f := range fieldsOf(rv.Type()) {
+			fv := rv.FieldByIndex(f.index)
+			fp := join(p, f.name)
+			if fv.IsZero() {
+				if f.required {
+					v.errorf(p, "missing required key %q", f.name)
+					*tagged = append(*tagged, fp)
+				}
+				continue
+			}
+			for _, pr := range tagProblems(fv, f) {
+				ep := fp
+				if pr.index >= 0 {
+					ep = fmt.Sprintf("%s[%d]", fp, pr.index)
+				}
+				v.errorf(ep, "%s", pr.msg)
+				*tagged = append(*tagged, ep)
+			}
+			v.tags(fv, fp, tagged)
+		}
+	case reflect.Map:
+		keys := rv.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			v.tags(rv.MapIndex(k), join(p, k.String()), tagged)
+		}
+	case reflect.Slice:
+		for i := range rv.Len() {
+			v.tags(rv.Index(i), fmt.Sprintf("%s[%d]", p, i), tagged)
+		}
+	}
 }
 
 func (v *validation) image(im *Image) {
