@@ -2,10 +2,13 @@ package k8s
 
 import (
 	"os"
-	"strings"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -22,7 +25,23 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(kc), "token:") {
-		t.Fatalf("token kubeconfig has no token")
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, err := cs.AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "system:serviceaccount:" + ns + ":default"; who.Status.UserInfo.Username != want {
+		t.Errorf("token authenticates as %q, want %q", who.Status.UserInfo.Username, want)
+	}
+	// The account has no role: RBAC is on.
+	if _, err := cs.CoreV1().ConfigMaps(ns).List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("service account without a role listed config maps: %v", err)
 	}
 }
