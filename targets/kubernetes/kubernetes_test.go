@@ -278,6 +278,9 @@ func TestBrokenImageRollsBack(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
+	if strings.Contains(msg, "sidecar") {
+		t.Errorf("error blames the sidecar, which is running: %v", err)
+	}
 	if res.Record.Outcome != pipeline.OutcomeRolledBack {
 		t.Errorf("outcome %q, want %q (rollback: %+v)", res.Record.Outcome, pipeline.OutcomeRolledBack, res.Record.Rollback)
 	}
