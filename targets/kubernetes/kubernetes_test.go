@@ -538,6 +538,43 @@ func TestLease(t *testing.T) {
 	if le.Spec.HolderIdentity != nil || le.Spec.LeaseTransitions == nil || *le.Spec.LeaseTransitions != transitions+1 {
 		t.Errorf("lease after the deploy over the dead holder: %+v, want %d transitions", le.Spec, transitions+1)
 	}
+
+	// Two deploys while a third party holds the lock, both willing to wait: when it goes,
+	// they take turns, and the second reads the first's release as the previous one.
+	if err := lk.Acquire(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	deploys := []targets.Release{release("20261127T096200Z", "registry.test/web"), release("20261127T096300Z", "registry.test/web")}
+	logs := []*syncBuffer{{}, {}}
+	errs = make([]error, 2)
+	for i, r := range deploys {
+		wg.Go(func() {
+			tg := target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}})
+			_, errs[i] = pipeline.Rollout(t.Context(), tg, r, pipeline.WithLockWait(time.Minute), pipeline.WithOwner(fmt.Sprintf("deploy-%d", i), ""), pipeline.WithLogger(logs[i]))
+		})
+	}
+	wctx, wcancel := context.WithTimeout(t.Context(), time.Minute)
+	defer wcancel()
+	for !strings.Contains(logs[0].String(), "waiting") || !strings.Contains(logs[1].String(), "waiting") {
+		select {
+		case <-wctx.Done():
+			t.Fatalf("deploys never waited for the lock: %q, %q", logs[0], logs[1])
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := lk.Release(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent deploys: %v", err)
+	}
+	recs, err := pipeline.History(t.Context(), tg, 2)
+	if err != nil || len(recs) != 2 || recs[0].Outcome != pipeline.OutcomeDeployed || recs[1].Outcome != pipeline.OutcomeDeployed ||
+		recs[1].Hosts[0].Previous != recs[0].Release {
+		t.Errorf("journal after concurrent deploys: %+v, %v", recs, err)
+	}
+
 	if err := lk.Acquire(t.Context(), a); err != nil {
 		t.Fatal(err)
 	}
@@ -837,4 +874,22 @@ func TestBadInput(t *testing.T) {
 	if err := tg.Hosts()[0].Prepare(t.Context(), r); err == nil || !strings.Contains(err.Error(), "not pinned by digest") {
 		t.Errorf("tag instead of digest: %v", err)
 	}
+}
+
+// syncBuffer is a log buffer one goroutine writes while another reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
