@@ -21,6 +21,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
@@ -824,11 +825,42 @@ func TestBadInput(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown context: %v", err)
 	}
+	for name, opts := range map[string][]kubernetes.Option{
+		"two credentials": {kubernetes.WithKubeconfig(c.Kubeconfig), kubernetes.WithInCluster()},
+		"zero timeout":    {kubernetes.WithKubeconfig(c.Kubeconfig), kubernetes.WithRolloutTimeout(0)},
+		"bad namespace":   {kubernetes.WithKubeconfig(c.Kubeconfig), kubernetes.WithNamespace("Not_A_Namespace")},
+		"context alone":   {kubernetes.WithRESTConfig(c.Config), kubernetes.WithContext("x")},
+	} {
+		if _, err := kubernetes.New("shop", "test", []kubernetes.Workload{{Name: "web"}}, opts...); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	// A context other than the current one: the current one points at a closed port.
+	cfg, err := clientcmd.Load(c.Kubeconfig)
+	must(t, err)
+	for n, cl := range cfg.Clusters {
+		dead := *cl
+		dead.Server = "https://127.0.0.1:1"
+		cfg.Clusters["dead"] = &dead
+		cfg.Contexts["good"] = cfg.Contexts[cfg.CurrentContext].DeepCopy()
+		cfg.Contexts["good"].Cluster, cfg.Contexts["good"].Namespace = n, "kube-system"
+	}
+	cfg.Contexts[cfg.CurrentContext].Cluster = "dead"
+	two, err := clientcmd.Write(*cfg)
+	must(t, err)
+	tg, err := kubernetes.New("shop", "test", []kubernetes.Workload{{Name: "web"}}, kubernetes.WithKubeconfig(two), kubernetes.WithContext("good"))
+	must(t, err)
+	if tg.Namespace() != "kube-system" {
+		t.Errorf("namespace from the context: %q", tg.Namespace())
+	}
+	if err := tg.Preflight(t.Context()); err == nil || !strings.Contains(err.Error(), `deployment "web" not found in namespace "kube-system"`) {
+		t.Errorf("preflight through context good: %v", err)
+	}
 	if _, err := kubernetes.New("Shop", "test", []kubernetes.Workload{{Name: "web"}}, kubernetes.WithKubeconfig(c.Kubeconfig)); err == nil || !strings.Contains(err.Error(), `app name "Shop"`) {
 		t.Errorf("bad app name: %v", err)
 	}
 
-	tg := target(t, c.Kubeconfig, "does-not-exist", []kubernetes.Workload{{Name: "web"}})
+	tg = target(t, c.Kubeconfig, "does-not-exist", []kubernetes.Workload{{Name: "web"}})
 	_, err = rollout(t, tg, release("20261127T099000Z", "registry.test/web"))
 	if err == nil || !strings.Contains(err.Error(), `namespace "does-not-exist" does not exist`) {
 		t.Errorf("missing namespace: %v", err)
