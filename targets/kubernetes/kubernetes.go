@@ -71,9 +71,9 @@ var (
 // credentials the options give. It talks to no server: Preflight (run by the first step
 // that changes anything) checks the credentials, the namespace and the Deployments.
 func New(app, env string, workloads []Workload, opts ...Option) (*Target, error) {
-	for what, v := range map[string]string{"app": app, "environment": env} {
-		if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
-			return nil, fmt.Errorf("kubernetes target: %s name %q: %s", what, v, strings.Join(errs, "; "))
+	for _, n := range []struct{ what, v string }{{"app", app}, {"environment", env}} {
+		if errs := validation.IsDNS1123Label(n.v); len(errs) > 0 {
+			return nil, fmt.Errorf("kubernetes target: %s name %q: %s", n.what, n.v, strings.Join(errs, "; "))
 		}
 	}
 	if len(workloads) == 0 {
