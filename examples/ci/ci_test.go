@@ -490,7 +490,11 @@ func loadCLI() (map[string]*command, error) {
 			return nil, fmt.Errorf("pushdeploy %s --help: %w", name, err)
 		}
 		c := &command{name: name, flags: map[string]cliFlag{}, short: map[string]string{}}
-		for _, l := range helpSection(string(out), "Flags:") {
+		// Every flag line of the help, whatever section it is in.
+		for _, l := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "-") || !strings.HasPrefix(l, " ") {
+				continue
+			}
 			m := flagLine.FindStringSubmatch(l)
 			if m == nil {
 				return nil, fmt.Errorf("pushdeploy %s --help: cannot read flag line %q", name, l)
