@@ -347,16 +347,17 @@ func (d *Deployment) Activate(ctx context.Context, id string) error {
 	d.mu.Lock()
 	r, ok := d.prepared[id]
 	d.mu.Unlock()
+	var gen int64
 	var err error
 	if ok {
-		err = d.setImage(ctx, r)
+		gen, err = d.setImage(ctx, r)
 	} else {
-		err = d.undo(ctx, id)
+		gen, err = d.undo(ctx, id)
 	}
 	if err != nil {
 		return err
 	}
-	return d.wait(ctx)
+	return d.wait(ctx, gen)
 }
 
 // changeCause is the revision's line in `kubectl rollout history`.
@@ -375,8 +376,9 @@ func changeCause(r targets.Release) string {
 	return s
 }
 
-// setImage patches the named containers' image and the release annotations.
-func (d *Deployment) setImage(ctx context.Context, r targets.Release) error {
+// setImage patches the named containers' image and the release annotations, and returns
+// the Deployment's generation that carries them.
+func (d *Deployment) setImage(ctx context.Context, r targets.Release) (generation int64, err error) {
 	digest := r.Digest
 	if digest == "" {
 		_, digest, _ = strings.Cut(r.Image, "@")
@@ -391,10 +393,10 @@ func (d *Deployment) setImage(ctx context.Context, r targets.Release) error {
 	if names == nil { // not resolved by Preflight: it always is, but cheaply safe
 		dep, err := d.get(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if names, err = d.names(dep); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	containers := make([]map[string]string, len(names))
@@ -409,27 +411,27 @@ func (d *Deployment) setImage(ctx context.Context, r targets.Release) error {
 		}},
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = d.t.cs.AppsV1().Deployments(d.t.ns).Patch(ctx, d.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager})
+	dep, err := d.t.cs.AppsV1().Deployments(d.t.ns).Patch(ctx, d.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager})
 	if err != nil {
-		return fmt.Errorf("setting image %s on deployment %q: %w", r.Image, d.name, err)
+		return 0, fmt.Errorf("setting image %s on deployment %q: %w", r.Image, d.name, err)
 	}
-	return nil
+	return dep.Generation, nil
 }
 
 // undo restores the pod template of the ReplicaSet that runs release id, with that
 // revision's annotations, exactly as kubectl's DeploymentRollbacker does (same JSON patch,
 // same annotations kept). It is not called directly: it takes no context, re-reads what we
-// read already, and sends no field manager.
-func (d *Deployment) undo(ctx context.Context, id string) error {
+// read already, and sends no field manager. It returns the generation to wait for.
+func (d *Deployment) undo(ctx context.Context, id string) (generation int64, err error) {
 	dep, err := d.get(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rss, err := d.replicaSets(ctx, dep)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var rs *appsv1.ReplicaSet
 	var ids []string
@@ -440,13 +442,13 @@ func (d *Deployment) undo(ctx context.Context, id string) error {
 		}
 	}
 	if rs == nil {
-		return fmt.Errorf("deployment %q keeps no revision of release %q (kept: %s)", d.name, id, strings.Join(ids, ", "))
+		return 0, fmt.Errorf("deployment %q keeps no revision of release %q (kept: %s)", d.name, id, strings.Join(ids, ", "))
 	}
 	if equalIgnoreHash(&rs.Spec.Template, &dep.Spec.Template) {
-		return nil // the template runs it already: wait for the rollout only
+		return dep.Generation, nil // the template runs it already: wait for the rollout only
 	}
 	if dep.Spec.Paused {
-		return fmt.Errorf("deployment %q is paused: resume it (kubectl rollout resume) before rolling back", d.name)
+		return 0, fmt.Errorf("deployment %q is paused: resume it (kubectl rollout resume) before rolling back", d.name)
 	}
 	tmpl := rs.Spec.Template.DeepCopy()
 	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
@@ -466,14 +468,14 @@ func (d *Deployment) undo(ctx context.Context, id string) error {
 		{"op": "replace", "path": "/metadata/annotations", "value": annotations},
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = d.t.cs.AppsV1().Deployments(d.t.ns).Patch(ctx, d.name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager})
+	dep, err = d.t.cs.AppsV1().Deployments(d.t.ns).Patch(ctx, d.name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager})
 	if err != nil {
 		n, _ := deploymentutil.Revision(rs)
-		return fmt.Errorf("restoring revision %d (release %q) of deployment %q: %w", n, id, d.name, err)
+		return 0, fmt.Errorf("restoring revision %d (release %q) of deployment %q: %w", n, id, d.name, err)
 	}
-	return nil
+	return dep.Generation, nil
 }
 
 // annotationsToSkip are the Deployment's own annotations a rollback keeps rather than

@@ -28,8 +28,10 @@ var errDeleted = errors.New("deleted")
 // survives expired resource versions and dropped watches), each event judged by kubectl's
 // DeploymentStatusViewer. No polling: it returns on the event that completes the rollout.
 // A passed progress deadline, a deletion or the rollout timeout is an error that says
-// which replicas are stuck and why.
-func (d *Deployment) wait(ctx context.Context) error {
+// which replicas are stuck and why. Objects older than generation (the one our patch
+// made) are not judged: a list served from the API server's watch cache may predate it,
+// and would look like a finished rollout.
+func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	wctx, cancel := context.WithTimeout(ctx, d.t.o.rolloutTimeout)
 	defer cancel()
 	deps := d.t.cs.AppsV1().Deployments(d.t.ns)
@@ -53,6 +55,9 @@ func (d *Deployment) wait(ctx context.Context) error {
 			dep, ok := e.Object.(*appsv1.Deployment)
 			if !ok {
 				return false, fmt.Errorf("unexpected object %T", e.Object)
+			}
+			if dep.Generation < generation {
+				return false, nil
 			}
 			last = dep
 			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(dep)
