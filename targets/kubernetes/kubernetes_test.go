@@ -838,14 +838,13 @@ func TestBadInput(t *testing.T) {
 	// A context other than the current one: the current one points at a closed port.
 	cfg, err := clientcmd.Load(c.Kubeconfig)
 	must(t, err)
-	for n, cl := range cfg.Clusters {
-		dead := *cl
-		dead.Server = "https://127.0.0.1:1"
-		cfg.Clusters["dead"] = &dead
-		cfg.Contexts["good"] = cfg.Contexts[cfg.CurrentContext].DeepCopy()
-		cfg.Contexts["good"].Cluster, cfg.Contexts["good"].Namespace = n, "kube-system"
-	}
-	cfg.Contexts[cfg.CurrentContext].Cluster = "dead"
+	cur := cfg.Contexts[cfg.CurrentContext]
+	dead := *cfg.Clusters[cur.Cluster]
+	dead.Server = "https://127.0.0.1:1"
+	cfg.Clusters["dead"] = &dead
+	cfg.Contexts["good"] = cur.DeepCopy()
+	cfg.Contexts["good"].Namespace = "kube-system"
+	cur.Cluster = "dead"
 	two, err := clientcmd.Write(*cfg)
 	must(t, err)
 	tg, err := kubernetes.New("shop", "test", []kubernetes.Workload{{Name: "web"}}, kubernetes.WithKubeconfig(two), kubernetes.WithContext("good"))
