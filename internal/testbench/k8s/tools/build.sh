@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 OUT=${1:?usage: build.sh OUTDIR}
 V=v1.37.2
-if [ -x "$OUT/kube-apiserver" ] && [ -x "$OUT/etcd" ] && [ -x "$OUT/kwok" ] && [ -x "$OUT/kubectl" ]; then exit 0; fi
+have=1
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok; do
+  [ -x "$OUT/$b" ] || have=0
+done
+[ $have = 1 ] && exit 0
 mkdir -p "$OUT"
 LD="-s -w -X k8s.io/component-base/version.gitVersion=$V -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/component-base/version.gitTreeState=clean"
 go build -trimpath -ldflags="$LD" -o "$OUT/" \
