@@ -79,6 +79,9 @@ func lint(t *testing.T, name string, src []byte) []*actionlint.Error {
 	opts := &actionlint.LinterOptions{}
 	if sc, err := exec.LookPath("shellcheck"); err == nil {
 		opts.Shellcheck = sc
+	} else if os.Getenv("PUSHDEPLOY_REQUIRE_BENCH") != "" {
+		// CI must not pass by checking less.
+		t.Fatal("shellcheck is not installed (Debian package shellcheck): actionlint would not check the run: scripts")
 	} else {
 		t.Log("shellcheck is not installed: run: scripts are not shellchecked")
 	}
@@ -466,13 +469,51 @@ var coreFunctions = map[string]map[string]*function{
 		"path": {name: "path", kind: "string", required: true}, "allow-parent-dir-path": {name: "allow-parent-dir-path", kind: "bool"}}}},
 }
 
-// loadCLI builds cmd/pushdeploy and reads its commands and flags from its help.
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+// TestMain removes the CLI that the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildCLI builds cmd/pushdeploy from this tree once per test binary.
+func buildCLI() (string, error) {
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "pushdeploy-ci-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "pushdeploy")
+		build := exec.Command("go", "build", "-o", binPath, "github.com/pushdeploy/pushdeploy/cmd/pushdeploy")
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building the CLI: %v\n%s", err, out)
+		}
+	})
+	return binPath, binErr
+}
+
+func cliBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := buildCLI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// loadCLI reads the CLI's commands and flags from its help.
 func loadCLI() (map[string]*command, error) {
-	bin := filepath.Join(os.TempDir(), fmt.Sprintf("pushdeploy-ci-test-%d", os.Getpid()))
-	defer os.Remove(bin)
-	build := exec.Command("go", "build", "-o", bin, "github.com/pushdeploy/pushdeploy/cmd/pushdeploy")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the CLI: %v\n%s", err, out)
+	bin, err := buildCLI()
+	if err != nil {
+		return nil, err
 	}
 	help, err := exec.Command(bin, "help").Output()
 	if err != nil {
