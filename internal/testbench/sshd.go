@@ -82,8 +82,11 @@ type sshOptions struct {
 	extra  []string
 }
 
-// SSHUser makes the hosts log in a non-root user (created when missing, with the password
-// field "*" so that key login works without PAM), member of groups. Default: root.
+// SSHUser makes the hosts log in a non-root user (created when missing, shell /bin/sh, the
+// password field "*" so that key login works without PAM), member of groups. Default: root.
+// Prefer it: root's shell is bash, which reads ~/.bashrc for every SSH command, and on a
+// developer's machine that may be slow or take locks (pyenv init takes a lock file that a
+// session killed mid-start leaves behind, hanging every later root session).
 func SSHUser(name string, groups ...string) SSHOption {
 	return func(o *sshOptions) { o.user, o.groups = name, groups }
 }

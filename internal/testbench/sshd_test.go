@@ -10,7 +10,7 @@ import (
 )
 
 func TestSSHHostsKillAndRestart(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 3)
+	hosts := testbench.SSHHosts(t, 3, testUser)
 	for _, h := range hosts {
 		if h.Started <= 0 || !strings.HasPrefix(string(h.KnownHosts), "[127.0.0.1]:") {
 			t.Fatalf("host %s: Started %s, known_hosts %q", h.Name, h.Started, h.KnownHosts)
@@ -57,3 +57,5 @@ func TestSSHUser(t *testing.T) {
 		t.Fatalf("id -un = %q, %v", out, err)
 	}
 }
+
+var testUser = testbench.SSHUser("pdtest")

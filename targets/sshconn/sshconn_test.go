@@ -32,7 +32,7 @@ func dial(t *testing.T, h *testbench.SSHHost, opts ...sshconn.Option) *sshconn.C
 }
 
 func TestRun(t *testing.T) {
-	h := testbench.SSHHosts(t, 1)[0]
+	h := testbench.SSHHosts(t, 1, testUser)[0]
 	c := dial(t, h)
 	out, errOut, err := c.Run(context.Background(), "echo out; echo err >&2")
 	if err != nil || string(out) != "out\n" || string(errOut) != "err\n" {
@@ -53,7 +53,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunCancelKillsTheCommand(t *testing.T) {
-	h := testbench.SSHHosts(t, 1)[0]
+	h := testbench.SSHHosts(t, 1, testUser)[0]
 	c := dial(t, h)
 	pidFile := filepath.Join(h.Dir, "pid")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -104,7 +104,7 @@ func waitGone(t *testing.T, pid int) {
 }
 
 func TestHostKeyVerification(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 2)
+	hosts := testbench.SSHHosts(t, 2, testUser)
 	h1, h2 := hosts[0], hosts[1]
 	base := []sshconn.Option{sshconn.User(h1.User), sshconn.PrivateKey(h1.ClientKey)}
 
@@ -145,7 +145,7 @@ func TestHostKeyVerification(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	h := testbench.SSHHosts(t, 1)[0]
+	h := testbench.SSHHosts(t, 1, testUser)[0]
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
@@ -156,7 +156,7 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestJump(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 2)
+	hosts := testbench.SSHHosts(t, 2, testUser)
 	bastion, target := hosts[0], hosts[1]
 	c := dial(t, target, sshconn.Jump(bastion.Addr, sshconn.User(bastion.User), sshconn.PrivateKey(bastion.ClientKey), sshconn.KnownHosts(bastion.KnownHosts)))
 	out, err := c.Output(context.Background(), "echo via jump")
@@ -173,7 +173,7 @@ func TestJump(t *testing.T) {
 }
 
 func TestSFTPAndDialUnix(t *testing.T) {
-	h := testbench.SSHHosts(t, 1)[0]
+	h := testbench.SSHHosts(t, 1, testUser)[0]
 	c := dial(t, h)
 	sc, err := c.SFTP()
 	if err != nil {
@@ -196,6 +196,7 @@ func TestSFTPAndDialUnix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	os.Chmod(sock, 0o777) // the login user is not the test process's
 	go func() {
 		conn, err := l.Accept()
 		if err == nil {
@@ -227,3 +228,7 @@ func TestQuote(t *testing.T) {
 		t.Errorf("Quote of a safe word = %s; want it unchanged", q)
 	}
 }
+
+// testUser logs in a user whose shell is /bin/sh and who has no startup files: root's
+// ~/.bashrc on a development machine can be slow or hang (pyenv init).
+var testUser = testbench.SSHUser("pdtest")

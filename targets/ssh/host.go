@@ -1,0 +1,740 @@
+package ssh
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
+)
+
+// Host is one server of a target.
+type Host struct {
+	t    *Target
+	addr string
+	user string
+	path string
+
+	mu   sync.Mutex
+	c    *sshconn.Client
+	last Upload
+}
+
+// Upload is what the last Prepare on a host sent.
+type Upload struct {
+	// Files are the paths uploaded, Bytes their size.
+	Files []string
+	Bytes int64
+}
+
+// Name is the host's address, "host:port".
+func (h *Host) Name() string { return h.addr }
+
+// Address is the host part of the address, for health-check URLs.
+func (h *Host) Address() string {
+	host, _, err := net.SplitHostPort(h.addr)
+	if err != nil {
+		return h.addr
+	}
+	return host
+}
+
+// Path is the application's directory on the host.
+func (h *Host) Path() string { return h.path }
+
+// LastUpload reports what the last Prepare sent to this host.
+func (h *Host) LastUpload() Upload {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+func (h *Host) meta() string { return h.path + "/.pushdeploy" }
+
+// client returns the host's connection, dialling it when there is none or the last one
+// broke.
+func (h *Host) client(ctx context.Context) (*sshconn.Client, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.c != nil {
+		return h.c, nil
+	}
+	opts := h.t.o.conn(h.user)
+	if h.t.o.jump != "" {
+		opts = append(opts, sshconn.Jump(h.t.o.jump, h.t.o.conn(h.t.o.user)...))
+	}
+	c, err := sshconn.Dial(ctx, h.addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("host %s is unreachable: %w", h.addr, err)
+	}
+	h.c = c
+	go func() {
+		c.SSH().Wait()
+		h.mu.Lock()
+		if h.c == c {
+			h.c = nil
+		}
+		h.mu.Unlock()
+	}()
+	return c, nil
+}
+
+func (h *Host) closeConn() {
+	h.mu.Lock()
+	c := h.c
+	h.c = nil
+	h.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// script runs a shell script on the host (sent gzipped on stdin: scripts with manifests
+// grow large) and returns its stdout.
+func (h *Host) script(ctx context.Context, s string) ([]byte, error) {
+	c, err := h.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var in bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&in, gzip.BestSpeed)
+	zw.Write([]byte(s))
+	zw.Close()
+	var out bytes.Buffer
+	err = c.RunCmd(ctx, sshconn.Cmd{Line: "gzip -dc | sh", Stdin: &in, Stdout: &out})
+	return out.Bytes(), err
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func checkID(id string) error {
+	if !idRE.MatchString(id) || len(id) > 200 {
+		return fmt.Errorf("release id %q: must be a plain name (letters, digits, . _ -)", id)
+	}
+	return nil
+}
+
+// releaseMeta is what path/.pushdeploy/releases/<id>.json holds. It is written last: a
+// release directory without it is incomplete and is neither listed nor activated.
+type releaseMeta struct {
+	ID         string    `json:"id"`
+	App        string    `json:"app"`
+	Env        string    `json:"env"`
+	Version    string    `json:"version,omitempty"`
+	Digest     string    `json:"digest"`
+	Tree       string    `json:"tree"`
+	Files      int       `json:"files"`
+	Bytes      int64     `json:"bytes"`
+	Created    time.Time `json:"created"`
+	Deployer   string    `json:"deployer,omitempty"`
+	PipelineID string    `json:"pipelineId,omitempty"`
+}
+
+func (m *releaseMeta) kept() targets.Kept {
+	return targets.Kept{ID: m.ID, Version: m.Version, Digest: m.Digest, Created: m.Created}
+}
+
+// probe is what one round trip tells about the host before a deploy.
+type probe struct {
+	live     string       // live release id, "" when none
+	liveSum  string       // sha256 of the live release's manifest text, "" when it has none
+	liveMeta *releaseMeta // the live release's metadata
+	have     *releaseMeta // the metadata of the release asked about, when it is kept
+}
+
+func (h *Host) probe(ctx context.Context, id string) (*probe, error) {
+	q := sshconn.Quote
+	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+l=$(readlink current 2>/dev/null) || l=
+case $l in releases/*) i=${l#releases/}; echo "live $i"
+  [ -f ".pushdeploy/releases/$i.manifest" ] && echo "livesum $(sha256sum < ".pushdeploy/releases/$i.manifest" | cut -c1-64)"
+  [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
+esac
+[ -n %s ] && [ -f .pushdeploy/releases/%s.json ] && [ -d releases/%s ] && { printf 'have '; cat .pushdeploy/releases/%s.json; echo; }
+exit 0
+`, q(h.path), q(id), q(id), q(id), q(id))
+	out, err := h.script(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	p := &probe{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		switch k {
+		case "live":
+			p.live = v
+		case "livesum":
+			p.liveSum = v
+		case "livemeta", "have":
+			var m releaseMeta
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				return nil, fmt.Errorf("reading release metadata on %s: %w", h.addr, err)
+			}
+			if k == "have" {
+				p.have = &m
+			} else {
+				p.liveMeta = &m
+			}
+		}
+	}
+	return p, nil
+}
+
+// liveManifest returns the live release's manifest: from the cache when this machine has
+// seen it, downloaded (gzipped) otherwise. nil when the live release has none.
+func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
+	if p.live == "" || p.liveSum == "" {
+		return nil, nil
+	}
+	if m := h.t.cached(p.liveSum); m != nil {
+		return m, nil
+	}
+	c, err := h.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.Output(ctx, "gzip -c < "+sshconn.Quote(h.meta()+"/releases/"+p.live+".manifest"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(out))
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	}
+	text, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	}
+	m, err := ParseManifest(text)
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	}
+	if m.sum() != p.liveSum {
+		// Not in canonical form (edited by hand?): deploy as if there were no base.
+		return nil, nil
+	}
+	h.t.remember(m)
+	return m, nil
+}
+
+// Plan says what deploying r would change here, and changes nothing.
+func (h *Host) Plan(ctx context.Context, r targets.Release) (targets.Change, error) {
+	ch := targets.Change{Host: h.addr}
+	m, err := h.t.manifestOf(r.Artifacts)
+	if err != nil {
+		return ch, err
+	}
+	p, err := h.probe(ctx, r.ID)
+	if err != nil {
+		return ch, fmt.Errorf("planning on %s: %w", h.addr, err)
+	}
+	ch.Live = p.live
+	if p.liveMeta != nil && p.liveMeta.Digest == r.Digest && r.Digest != "" {
+		ch.Noop = true
+		ch.Summary = "already live"
+		return ch, nil
+	}
+	base, err := h.liveManifest(ctx, p)
+	if err != nil {
+		return ch, err
+	}
+	d := diffManifests(base, m)
+	ch.Add, ch.Update, ch.Remove, ch.Bytes = d.added, d.updated, d.removedPaths(m), d.bytes
+	ch.Summary = fmt.Sprintf("%d to add, %d to change, %d to remove, %d bytes to send", len(ch.Add), len(ch.Update), len(ch.Remove), ch.Bytes)
+	return ch, nil
+}
+
+// Prepare stages r as path/releases/<r.ID>: hard links of the live release, then only what
+// changed goes over SFTP, verified on the host before it is renamed into place. The live
+// release is never written to. Preparing a release that is already kept with the same
+// content does nothing.
+func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
+	if err := checkID(r.ID); err != nil {
+		return err
+	}
+	// Refuses trees with escaping symlinks or special files before anything is touched.
+	m, err := h.t.manifestOf(r.Artifacts)
+	if err != nil {
+		return err
+	}
+	p, err := h.probe(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("preparing %q on %s: %w", r.ID, h.addr, err)
+	}
+	if p.have != nil {
+		if p.have.Tree == m.Digest() {
+			h.setLast(Upload{})
+			return nil
+		}
+		return fmt.Errorf("preparing %q on %s: a release with this id and other content is kept there; discard it first", r.ID, h.addr)
+	}
+	if p.live == r.ID {
+		return fmt.Errorf("preparing %q on %s: it is the live release but has no metadata; refusing to overwrite it", r.ID, h.addr)
+	}
+	base, err := h.liveManifest(ctx, p)
+	if err != nil {
+		return err
+	}
+	from := ""
+	if base != nil {
+		from = p.live
+	}
+	d := diffManifests(base, m)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if _, err := h.script(gctx, h.stageScript(r.ID, from, base, m, d)); err != nil {
+			return fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err)
+		}
+		return nil
+	})
+	g.Go(func() error { return h.upload(gctx, r.ID, r.Artifacts, d.send) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
+		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID}
+	if _, err := h.script(ctx, h.finalizeScript(r.ID, d, meta)); err != nil {
+		return fmt.Errorf("verifying and placing the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
+	}
+	up := Upload{}
+	for _, e := range d.send {
+		up.Files = append(up.Files, e.Path)
+		up.Bytes += e.Size
+	}
+	h.setLast(up)
+	return nil
+}
+
+func (h *Host) setLast(u Upload) {
+	h.mu.Lock()
+	h.last = u
+	h.mu.Unlock()
+}
+
+// names turns staging numbers in sha256sum's complaints ("3: FAILED") into paths.
+func names(err error, sent []*Entry) error {
+	var ee *sshconn.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	re := regexp.MustCompile(`(?m)^(\d+): FAILED.*$`)
+	out := re.ReplaceAllStringFunc(ee.Output, func(s string) string {
+		n, _ := strconv.Atoi(re.FindStringSubmatch(s)[1])
+		if n < len(sent) {
+			return fmt.Sprintf("%q: content differs from what was sent", sent[n].Path)
+		}
+		return s
+	})
+	cp := *ee
+	cp.Output = out
+	return &cp
+}
+
+func (h *Host) staging(id string) string { return h.meta() + "/staging/" + id }
+
+// upload sends files to the staging directory, numbered in order, o.parallel at a time.
+func (h *Host) upload(ctx context.Context, id, dir string, files []*Entry) error {
+	if len(files) == 0 {
+		return nil
+	}
+	c, err := h.client(ctx)
+	if err != nil {
+		return err
+	}
+	sc, err := c.SFTP()
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+	st := h.staging(id)
+	if err := sc.MkdirAll(st); err != nil {
+		return fmt.Errorf("uploading to %s: creating %s: %w", h.addr, st, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(h.t.o.parallel)
+	for i, e := range files {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i)); err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func sendFile(sc *sftp.Client, local, remote string) error {
+	src, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := sc.OpenFile(remote, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return err
+	}
+	if _, err := dst.ReadFrom(src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
+}
+
+const heredoc = "PUSHDEPLOY_EOF"
+
+// stageScript makes releases/<id> from the live release (hard links) or empty, removes what
+// is gone, creates new directories and symlinks, links the shared paths, and writes the new
+// manifest, checked against the local one's digest.
+func (h *Host) stageScript(id, from string, base, m *Manifest, d *diff) string {
+	q := sshconn.Quote
+	var b strings.Builder
+	rel := "releases/" + id
+	fmt.Fprintf(&b, "set -e\numask 022\nmkdir -p %s\ncd %s\nmkdir -p releases shared .pushdeploy/releases\n", q(h.path), q(h.path))
+	fmt.Fprintf(&b, "[ \"$(readlink current 2>/dev/null)\" != %s ] || { echo 'release %s is live: refusing to restage it' >&2; exit 3; }\n", q(rel), id)
+	fmt.Fprintf(&b, "rm -f .pushdeploy/releases/%s.json\nrm -rf %s\n", id, rel)
+	if from != "" {
+		fmt.Fprintf(&b, "cp -al %s %s\n", q("releases/"+from), rel)
+	} else {
+		fmt.Fprintf(&b, "mkdir %s\n", rel)
+	}
+	fmt.Fprintf(&b, "cd %s\n", rel)
+	for _, p := range d.remove {
+		fmt.Fprintf(&b, "rm -rf -- %s\n", q(p))
+	}
+	for _, e := range d.mkdir {
+		fmt.Fprintf(&b, "mkdir -m 0700 -- %s\n", q(e.Path)) // writable while staging; mode set at the end
+	}
+	for _, e := range d.links {
+		fmt.Fprintf(&b, "rm -f -- %s; ln -s -- %s %s\n", q(e.Path), q(e.Link), q(e.Path))
+	}
+	link := func(p string, dir bool) {
+		shared := h.path + "/shared/" + p
+		if dir {
+			fmt.Fprintf(&b, "[ -e %s ] || mkdir -p %s\n", q(shared), q(shared))
+		} else {
+			fmt.Fprintf(&b, "mkdir -p %s\n", q(filepathDir(shared)))
+		}
+		fmt.Fprintf(&b, "rm -rf -- %s; mkdir -p -- %s; ln -s -- %s %s\n", q(p), q(filepathDir(p)), q(shared), q(p))
+	}
+	for _, p := range h.t.o.shared {
+		link(p, true)
+	}
+	for _, p := range h.t.o.sharedFiles {
+		link(p, false)
+	}
+	// The manifest: the live one minus what changed plus the new lines, sorted as Go sorts.
+	fmt.Fprintf(&b, "cd ../..\n")
+	// The first line keeps awk's first input non-empty (NR==FNR would else match the second).
+	del, add := []string{"-"}, []string(nil)
+	if base != nil {
+		cur := map[string]bool{}
+		for _, l := range lines(m.Text()) {
+			cur[l] = true
+		}
+		old := map[string]bool{}
+		for _, l := range lines(base.Text()) {
+			old[l] = true
+			if !cur[l] {
+				k, _, _ := strings.Cut(l, " ")
+				del = append(del, k)
+			}
+		}
+		for _, l := range lines(m.Text()) {
+			if !old[l] {
+				add = append(add, l)
+			}
+		}
+	} else {
+		add = lines(m.Text())
+	}
+	baseFile := "/dev/null"
+	if base != nil {
+		baseFile = ".pushdeploy/releases/" + from + ".manifest"
+	}
+	mf := ".pushdeploy/releases/" + id + ".manifest"
+	fmt.Fprintf(&b, "{ awk 'NR==FNR{d[$1]=1;next} !($1 in d)' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
+		q(baseFile), heredoc, joinLines(del), heredoc, heredoc, joinLines(add), heredoc, mf)
+	fmt.Fprintf(&b, "[ \"$(sha256sum < %s.tmp | cut -c1-64)\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", mf, m.sum())
+	fmt.Fprintf(&b, "mv -f %s.tmp %s\n", mf, mf)
+	return b.String()
+}
+
+func filepathDir(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return "."
+	}
+	return p[:i]
+}
+
+func lines(text []byte) []string {
+	s := strings.TrimSuffix(string(text), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func joinLines(ls []string) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	return strings.Join(ls, "\n") + "\n"
+}
+
+// finalizeScript checks the staged files against their hashes, sets their modes, renames
+// them into the release (replacing hard links: never writing into them), copies the files
+// whose mode alone changed, sets directory modes, and writes the metadata last.
+func (h *Host) finalizeScript(id string, d *diff, meta releaseMeta) string {
+	q := sshconn.Quote
+	var b strings.Builder
+	st := ".pushdeploy/staging/" + id
+	rel := "releases/" + id
+	fmt.Fprintf(&b, "set -e\ncd %s\n", q(h.path))
+	if len(d.send) > 0 {
+		fmt.Fprintf(&b, "(cd %s && sha256sum -c --quiet --strict) <<'%s'\n", st, heredoc)
+		for i, e := range d.send {
+			fmt.Fprintf(&b, "%s  %d\n", e.SHA256, i)
+		}
+		fmt.Fprintf(&b, "%s\n", heredoc)
+		byMode := map[uint32][]string{}
+		for i, e := range d.send {
+			byMode[e.Mode] = append(byMode[e.Mode], st+"/"+strconv.Itoa(i))
+		}
+		for _, mode := range sortedModes(byMode) {
+			chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o %s\n", mode, strings.Join(files, " ")) })
+		}
+		for i, e := range d.send {
+			fmt.Fprintf(&b, "mv -f %s/%d %s\n", st, i, q(rel+"/"+e.Path))
+		}
+	}
+	for i, e := range d.chmod {
+		p := q(rel + "/" + e.Path)
+		fmt.Fprintf(&b, "mkdir -p %s; cp -p %s %s/m%d; chmod %04o %s/m%d; mv -f %s/m%d %s\n", st, p, st, i, e.Mode, st, i, st, i, p)
+	}
+	for _, e := range append(append([]*Entry{}, d.mkdir...), d.dirMode...) {
+		fmt.Fprintf(&b, "chmod %04o %s\n", e.Mode, q(rel+"/"+e.Path))
+	}
+	mj, _ := json.Marshal(meta)
+	fmt.Fprintf(&b, "rm -rf %s\ncat > .pushdeploy/releases/%s.json.tmp <<'%s'\n%s\n%s\n", st, id, heredoc, mj, heredoc)
+	fmt.Fprintf(&b, "mv -f .pushdeploy/releases/%s.json.tmp .pushdeploy/releases/%s.json\n", id, id)
+	return b.String()
+}
+
+func sortedModes(m map[uint32][]string) []uint32 {
+	var ks []uint32
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
+	return ks
+}
+
+func chunks(s []string, fn func([]string)) {
+	for len(s) > 0 {
+		n := min(len(s), 500)
+		fn(s[:n])
+		s = s[n:]
+	}
+}
+
+// Activate makes release id live (path/current replaced by rename, never absent), then
+// runs the restart command. An empty id removes current: the host has no live release
+// again (the rollback of a first deploy), and nothing is restarted.
+func (h *Host) Activate(ctx context.Context, id string) error {
+	q := sshconn.Quote
+	if id == "" {
+		if _, err := h.script(ctx, fmt.Sprintf("cd %s 2>/dev/null || exit 0\nrm -f current\n", q(h.path))); err != nil {
+			return fmt.Errorf("removing the live release on %s: %w", h.addr, err)
+		}
+		return nil
+	}
+	if err := checkID(id); err != nil {
+		return err
+	}
+	// One round trip: switch, then restart. The marker on stdout tells a failed restart
+	// (the switch happened) from a failed switch.
+	s := fmt.Sprintf(`set -e
+cd %[1]s
+[ -d releases/%[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] || { echo 'release %[2]s is not kept here' >&2; exit 3; }
+t=.current.pushdeploy-$$
+ln -sfn releases/%[2]s "$t"
+mv -fT "$t" current
+echo %[3]s
+`, q(h.path), id, switchedMarker)
+	if h.t.o.restart != "" {
+		// In the login shell, as a command of its own would run; stdin is not the script.
+		s += fmt.Sprintf("cd current\nexport PUSHDEPLOY_RELEASE=%s PUSHDEPLOY_PATH=%s\nexec \"${SHELL:-/bin/sh}\" -c %s </dev/null\n", id, q(h.path), q(h.t.o.restart))
+	}
+	out, err := h.script(ctx, s)
+	if err != nil {
+		if bytes.Contains(out, []byte(switchedMarker)) {
+			return fmt.Errorf("restarting on %s after switching to %q: %w", h.addr, id, err)
+		}
+		return fmt.Errorf("switching %s to release %q: %w", h.addr, id, err)
+	}
+	return nil
+}
+
+const switchedMarker = "pushdeploy-switched"
+
+// Discard removes a kept release that is not live. Discarding one that is not there does
+// nothing.
+func (h *Host) Discard(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	s := fmt.Sprintf(`set -e
+cd %[1]s 2>/dev/null || exit 0
+[ "$(readlink current 2>/dev/null)" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
+rm -f .pushdeploy/releases/%[2]s.json
+rm -rf releases/%[2]s .pushdeploy/staging/%[2]s
+rm -f .pushdeploy/releases/%[2]s.manifest
+`, sshconn.Quote(h.path), id)
+	if _, err := h.script(ctx, s); err != nil {
+		return fmt.Errorf("discarding release %q on %s: %w", id, h.addr, err)
+	}
+	return nil
+}
+
+// Status reports the live release and the kept ones, oldest first. Release directories
+// without metadata (an interrupted upload) are not kept releases; Detail names them.
+func (h *Host) Status(ctx context.Context) (targets.Status, error) {
+	st := targets.Status{Host: h.addr}
+	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+echo "live $(readlink current 2>/dev/null)"
+for d in releases/*; do
+  [ -d "$d" ] || continue
+  i=${d#releases/}
+  if [ -f ".pushdeploy/releases/$i.json" ]; then printf 'kept '; cat ".pushdeploy/releases/$i.json"; echo; else echo "partial $i"; fi
+done
+exit 0
+`, sshconn.Quote(h.path))
+	out, err := h.script(ctx, s)
+	if err != nil {
+		return st, fmt.Errorf("reading the status of %s: %w", h.addr, err)
+	}
+	var live string
+	var partial []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		switch k {
+		case "live":
+			live = strings.TrimPrefix(v, "releases/")
+		case "kept":
+			var m releaseMeta
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				return st, fmt.Errorf("reading the status of %s: release metadata: %w", h.addr, err)
+			}
+			st.Kept = append(st.Kept, m.kept())
+		case "partial":
+			partial = append(partial, v)
+		}
+	}
+	sort.SliceStable(st.Kept, func(i, j int) bool {
+		a, b := st.Kept[i], st.Kept[j]
+		if !a.Created.Equal(b.Created) {
+			return a.Created.Before(b.Created)
+		}
+		return a.ID < b.ID
+	})
+	for i := range st.Kept {
+		if st.Kept[i].ID == live {
+			k := st.Kept[i]
+			st.Live = &k
+		}
+	}
+	if live != "" && st.Live == nil {
+		st.Detail = fmt.Sprintf("current points to %q, which is not a complete release", live)
+	}
+	if len(partial) > 0 {
+		st.Detail = strings.TrimSpace(st.Detail + " incomplete release directories: " + strings.Join(partial, ", "))
+	}
+	return st, nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Run runs cmd on the host in path/current (path when nothing is live), with env added to
+// its environment, and returns its output, stdout and stderr together.
+func (h *Host) Run(ctx context.Context, cmd string, env map[string]string) ([]byte, error) {
+	q := sshconn.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "{ cd %s 2>/dev/null || cd %s 2>/dev/null || true; }; ", q(h.path+"/current"), q(h.path))
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		if !envName.MatchString(k) {
+			return nil, fmt.Errorf("running a command on %s: environment variable name %q is not valid", h.addr, k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// The values go on stdin, not on the command line, where ps on the host would show them.
+	var exports strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&exports, "export %s=%s\n", k, q(env[k]))
+	}
+	if len(keys) > 0 {
+		b.WriteString(`eval "$(cat)"; `)
+	}
+	b.WriteString(cmd)
+	c, err := h.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out lockedBuffer
+	rc := sshconn.Cmd{Line: b.String(), Stdout: &out, Stderr: &out}
+	if len(keys) > 0 {
+		rc.Stdin = strings.NewReader(exports.String())
+	}
+	err = c.RunCmd(ctx, rc)
+	return out.Bytes(), err
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b.Bytes()...)
+}

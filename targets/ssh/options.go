@@ -1,0 +1,193 @@
+package ssh
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
+)
+
+// Option configures a server target.
+type Option func(*options) error
+
+type options struct {
+	user        string
+	key         []byte
+	passphrase  []byte
+	knownHosts  []byte
+	insecure    bool
+	jump        string
+	path        string
+	restart     string
+	shared      []string
+	sharedFiles []string
+	timeout     time.Duration
+	parallel    int
+	cacheDir    string
+	noCache     bool
+}
+
+// User is the SSH login of hosts that name none. Default: "root".
+func User(name string) Option {
+	return func(o *options) error {
+		if name == "" {
+			return errors.New("user is empty")
+		}
+		o.user = name
+		return nil
+	}
+}
+
+// PrivateKey is the SSH client key (PEM or OpenSSH format), e.g. a secret's plaintext.
+// Required.
+func PrivateKey(pem []byte) Option {
+	return func(o *options) error {
+		if len(pem) == 0 {
+			return errors.New("private key is empty")
+		}
+		o.key = pem
+		return nil
+	}
+}
+
+// Passphrase unlocks an encrypted private key. Default: none.
+func Passphrase(p []byte) Option {
+	return func(o *options) error { o.passphrase = p; return nil }
+}
+
+// KnownHosts is the known_hosts content every host key (the jump host's too) is verified
+// against. Required, unless InsecureIgnoreHostKeyForThrowawayHosts is given.
+func KnownHosts(content []byte) Option {
+	return func(o *options) error { o.knownHosts = content; return nil }
+}
+
+// InsecureIgnoreHostKeyForThrowawayHosts accepts any host key: anyone on the path could read
+// and change what is deployed. Only for disposable hosts. Default: off.
+func InsecureIgnoreHostKeyForThrowawayHosts() Option {
+	return func(o *options) error { o.insecure = true; return nil }
+}
+
+// Jump connects to every host through this bastion ("host[:port]"), with the same user, key
+// and known_hosts. Default: direct connections.
+func Jump(addr string) Option {
+	return func(o *options) error {
+		if addr == "" {
+			return errors.New("jump host is empty")
+		}
+		o.jump = addr
+		return nil
+	}
+}
+
+// Path is the application's directory on hosts that name none: releases go in
+// path/releases, the live one is path/current. Default: /var/www/<app>.
+func Path(dir string) Option {
+	return func(o *options) error { o.path = dir; return nil }
+}
+
+// Restart is the shell command that makes the server pick up the release just made live,
+// e.g. "pm2 restart myapp" or "sudo systemctl restart myapp". It runs in path/current with
+// PUSHDEPLOY_RELEASE set to the release id. Default: none.
+func Restart(command string) Option {
+	return func(o *options) error { o.restart = command; return nil }
+}
+
+// Shared lists paths, relative to the release, that live in path/shared and are linked into
+// every release (uploads, logs, .env): what the artifacts hold there is not deployed. A
+// shared path missing on the host is created as a directory. Default: none.
+func Shared(paths ...string) Option {
+	return func(o *options) error { o.shared = append(o.shared, paths...); return nil }
+}
+
+// SharedFiles lists files, relative to the release, linked from path/shared into every
+// release (a missing one is a dangling link until it is put there). Default: none.
+func SharedFiles(paths ...string) Option {
+	return func(o *options) error { o.sharedFiles = append(o.sharedFiles, paths...); return nil }
+}
+
+// ConnectTimeout bounds connecting to one host. Default: 15s.
+func ConnectTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("connect timeout %s is not positive", d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// Parallel is how many files are uploaded to one host at a time. Default: 16.
+func Parallel(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("parallel uploads %d: must be at least 1", n)
+		}
+		o.parallel = n
+		return nil
+	}
+}
+
+// ManifestCache keeps copies of release manifests in dir, so that a deploy from this machine
+// need not download the live release's manifest again. Default: pushdeploy/ssh-manifests
+// under the user's cache directory; "" turns the cache off (manifests stay in memory only).
+func ManifestCache(dir string) Option {
+	return func(o *options) error {
+		o.cacheDir, o.noCache = dir, dir == ""
+		return nil
+	}
+}
+
+func makeOptions(app string, opts []Option) (*options, error) {
+	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 16}
+	if d, err := os.UserCacheDir(); err == nil {
+		o.cacheDir = filepath.Join(d, "pushdeploy", "ssh-manifests")
+	}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.noCache {
+		o.cacheDir = ""
+	}
+	if len(o.key) == 0 {
+		return nil, errors.New("no SSH private key given")
+	}
+	if len(o.knownHosts) == 0 && !o.insecure {
+		return nil, errors.New("no known_hosts given: host keys are always verified")
+	}
+	if err := checkDir(o.path); err != nil {
+		return nil, err
+	}
+	for _, p := range append(append([]string{}, o.shared...), o.sharedFiles...) {
+		if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+			return nil, fmt.Errorf("shared path %q: must be a clean path inside the release", p)
+		}
+	}
+	return o, nil
+}
+
+func checkDir(dir string) error {
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
+		return fmt.Errorf("path %q: must be a clean absolute directory other than /", dir)
+	}
+	return nil
+}
+
+func (o *options) conn(user string) []sshconn.Option {
+	c := []sshconn.Option{sshconn.User(user), sshconn.PrivateKey(o.key), sshconn.Timeout(o.timeout), sshconn.KeepAlive(15 * time.Second)}
+	if len(o.passphrase) > 0 {
+		c = append(c, sshconn.Passphrase(o.passphrase))
+	}
+	if o.insecure {
+		c = append(c, sshconn.InsecureIgnoreHostKeyForThrowawayHosts())
+	} else {
+		c = append(c, sshconn.KnownHosts(o.knownHosts))
+	}
+	return c
+}

@@ -1,0 +1,269 @@
+// Package ssh is pushdeploy's server target: files deployed over SSH to plain machines, in
+// Capistrano's layout, which users know:
+//
+//	<path>/releases/<id>/   one directory per release
+//	<path>/current          symlink to the live release, replaced atomically by rename
+//	<path>/shared/          paths that survive releases, linked into each one
+//	<path>/.pushdeploy/     release manifests and metadata, the deploy lock, the history
+//
+// A new release starts as hard links of the live one (cp -al on the host); only new and
+// changed files go over SFTP, to temporary names, and are verified on the host (sha256sum)
+// before they are renamed into place. Nothing is written into a file the live release
+// shares. Everything every kind shares (batches, health checks, rolling back, lock waiting)
+// is in pipeline/; this package offers the primitives of targets.Host.
+//
+// This package is plain Go: it never imports the Dagger bindings.
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/hoststate"
+)
+
+// HostConfig is one server. Empty fields take the target's defaults.
+type HostConfig struct {
+	// Addr is "host[:port]"; port 22 when omitted.
+	Addr string
+	// User is the SSH login. Default: the target's User.
+	User string
+	// Path is the application's directory on this host. Default: the target's Path.
+	Path string
+}
+
+// Target is the servers of one application in one environment.
+type Target struct {
+	app, env string
+	o        *options
+	hosts    []*Host
+	locker   *hoststate.Files
+	journal  *journal
+
+	mu        sync.Mutex
+	manifests map[string]*Manifest // by digest: built locally or downloaded
+	built     map[string]*Manifest // by artifacts directory
+}
+
+var (
+	_ targets.Target    = (*Target)(nil)
+	_ targets.Host      = (*Host)(nil)
+	_ targets.Commander = (*Host)(nil)
+	_ targets.Addresser = (*Host)(nil)
+)
+
+// New makes the target. It does not connect: hosts are dialled on first use, and an
+// unreachable one is an error naming it.
+func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
+	name := fmt.Sprintf("ssh %s/%s", app, env)
+	if !safeName(app) || !safeName(env) {
+		return nil, fmt.Errorf("%s: app and environment must be plain names", name)
+	}
+	o, err := makeOptions(app, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("%s: no hosts", name)
+	}
+	t := &Target{app: app, env: env, o: o, manifests: map[string]*Manifest{}, built: map[string]*Manifest{}}
+	seen := map[string]bool{}
+	for _, hc := range hosts {
+		if hc.Addr == "" {
+			return nil, fmt.Errorf("%s: a host has no address", name)
+		}
+		addr := hc.Addr
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), "22")
+		}
+		h := &Host{t: t, addr: addr, user: firstNonEmpty(hc.User, o.user), path: firstNonEmpty(hc.Path, o.path)}
+		if err := checkDir(h.path); err != nil {
+			return nil, fmt.Errorf("%s: host %s: %w", name, addr, err)
+		}
+		if seen[addr+h.path] {
+			return nil, fmt.Errorf("%s: host %s is listed twice", name, addr)
+		}
+		seen[addr+h.path] = true
+		t.hosts = append(t.hosts, h)
+	}
+	// The lock lives on the primary (first) host, as Kamal's does; the history on every one.
+	primary := t.hosts[0]
+	if t.locker, err = hoststate.New(primary.client, primary.meta(), name+" on "+primary.addr); err != nil {
+		return nil, err
+	}
+	t.journal = &journal{t: t}
+	for _, h := range t.hosts {
+		f, err := hoststate.New(h.client, h.meta(), name+" on "+h.addr)
+		if err != nil {
+			return nil, err
+		}
+		t.journal.files = append(t.journal.files, f)
+	}
+	return t, nil
+}
+
+func safeName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func (t *Target) String() string { return fmt.Sprintf("ssh %s/%s", t.app, t.env) }
+
+// Kind is "ssh".
+func (t *Target) Kind() string { return "ssh" }
+
+// Hosts are the servers in the order given.
+func (t *Target) Hosts() []targets.Host {
+	hs := make([]targets.Host, len(t.hosts))
+	for i, h := range t.hosts {
+		hs[i] = h
+	}
+	return hs
+}
+
+// SSHHosts are the servers with their concrete type.
+func (t *Target) SSHHosts() []*Host { return t.hosts }
+
+// Locker is the deploy lock, in path/.pushdeploy/lock.json on the first host.
+func (t *Target) Locker() targets.Locker { return t.locker }
+
+// Journal is the history, appended on every host, read from the first that answers.
+func (t *Target) Journal() targets.Journal { return t.journal }
+
+// Close closes every connection.
+func (t *Target) Close() error {
+	for _, h := range t.hosts {
+		h.closeConn()
+	}
+	return nil
+}
+
+// ArtifactDigest is the digest a directory of artifacts deploys as: the SHA-256 of its
+// manifest (shared paths left out, as they are not deployed).
+func (t *Target) ArtifactDigest(dir string) (string, error) {
+	m, err := t.manifestOf(dir)
+	if err != nil {
+		return "", err
+	}
+	return m.Digest(), nil
+}
+
+// manifestOf builds (once per target and directory) the manifest of an artifact tree.
+func (t *Target) manifestOf(dir string) (*Manifest, error) {
+	if dir == "" {
+		return nil, errors.New("the release has no artifacts directory")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if m := t.built[abs]; m != nil {
+		return m, nil
+	}
+	m, err := BuildManifest(abs, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
+	if err != nil {
+		return nil, err
+	}
+	t.built[abs] = m
+	t.manifests[m.sum()] = m
+	return m, nil
+}
+
+// cached returns the manifest whose text has SHA-256 sum, from memory or the disk cache.
+func (t *Target) cached(sum string) *Manifest {
+	t.mu.Lock()
+	m := t.manifests[sum]
+	t.mu.Unlock()
+	if m != nil || t.o.cacheDir == "" || !isHex64(sum) {
+		return m
+	}
+	b, err := os.ReadFile(filepath.Join(t.o.cacheDir, sum))
+	if err != nil {
+		return nil
+	}
+	m, err = ParseManifest(b)
+	if err != nil || m.sum() != sum {
+		return nil
+	}
+	t.remember(m)
+	return m
+}
+
+// remember keeps m in memory and in the disk cache (best effort).
+func (t *Target) remember(m *Manifest) {
+	t.mu.Lock()
+	t.manifests[m.sum()] = m
+	t.mu.Unlock()
+	if t.o.cacheDir == "" {
+		return
+	}
+	p := filepath.Join(t.o.cacheDir, m.sum())
+	if _, err := os.Stat(p); err == nil {
+		return
+	}
+	if os.MkdirAll(t.o.cacheDir, 0o700) != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(t.o.cacheDir, ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, err = tmp.Write(m.Text())
+	if cerr := tmp.Close(); err == nil && cerr == nil {
+		os.Rename(tmp.Name(), p)
+	}
+	os.Remove(tmp.Name())
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Connect dials every host that is not connected yet, side by side, and reports every one
+// that cannot be reached.
+func (t *Target) Connect(ctx context.Context) error {
+	errs := make([]error, len(t.hosts))
+	var wg sync.WaitGroup
+	for i, h := range t.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.client(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
