@@ -13,6 +13,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/docker"
 	"github.com/pushdeploy/pushdeploy/targets/kubernetes"
+	"github.com/pushdeploy/pushdeploy/targets/ssh"
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
@@ -22,7 +23,7 @@ type Extra struct {
 	SSH        []sshconn.Option
 	Docker     []docker.Option
 	Kubernetes []kubernetes.Option
-	Server     []serverOption
+	Server     []ssh.Option
 }
 
 var _ pipeline.TargetMaker = Maker(Extra{})

@@ -1,16 +1,63 @@
 package assemble
 
 import (
-	"fmt"
+	"path"
+	"strconv"
+	"strings"
 
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/ssh"
 )
 
-// serverOption stands for the server target's options until it lands.
-type serverOption any
-
 func server(app, name string, env *config.Environment, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
-	return nil, fmt.Errorf("environment %q: the ssh target is not wired yet", name)
+	c := env.SSH
+	key, err := s.Resolve(c.Key, s.SSHKey, "ssh key")
+	if err != nil {
+		return nil, err
+	}
+	kh, err := s.Resolve(c.KnownHosts, s.KnownHosts, "known_hosts")
+	if err != nil {
+		return nil, err
+	}
+	opts := []ssh.Option{ssh.PrivateKey(key), ssh.KnownHosts(kh), ssh.Path(c.Path)}
+	if c.User != "" {
+		opts = append(opts, ssh.User(c.User))
+	}
+	if c.Jump != nil {
+		opts = append(opts, ssh.Jump(hostPort(*c.Jump)))
+	}
+	if c.Restart != "" {
+		opts = append(opts, ssh.Restart(c.Restart))
+	}
+	dirs, files := splitShared(c.Shared)
+	if len(dirs) > 0 {
+		opts = append(opts, ssh.Shared(dirs...))
+	}
+	if len(files) > 0 {
+		opts = append(opts, ssh.SharedFiles(files...))
+	}
+	var hosts []ssh.HostConfig
+	for _, h := range env.Hosts() {
+		hosts = append(hosts, ssh.HostConfig{Addr: h.Host + ":" + strconv.Itoa(h.Port), User: h.User})
+	}
+	return ssh.New(app, name, hosts, append(opts, extra.Server...)...)
+}
+
+// splitShared tells shared directories from shared files, as Capistrano's linked_dirs and
+// linked_files: a path ending in "/" is a directory, else one whose last element has a dot
+// (.env, config/database.yml) is a file, else a directory (logs, public/uploads).
+func splitShared(paths []string) (dirs, files []string) {
+	for _, p := range paths {
+		switch {
+		case strings.HasSuffix(p, "/"):
+			dirs = append(dirs, strings.TrimSuffix(p, "/"))
+		case strings.Contains(path.Base(p), "."):
+			files = append(files, p)
+		default:
+			dirs = append(dirs, p)
+		}
+	}
+	return dirs, files
 }

@@ -146,7 +146,9 @@ type SSHTarget struct {
 	// systemctl restart myapp". Default: none.
 	Restart string `yaml:"restart,omitempty"`
 	// Shared lists paths, relative to the release, that live in path/shared and are linked
-	// into every release (uploads, logs, .env). Default: none.
+	// into every release (uploads, logs, .env). A path whose last element has a dot (.env,
+	// config/database.yml) is a file, any other a directory; end a path with "/" to make it
+	// a directory whatever its name. Default: none.
 	Shared []string `yaml:"shared,omitempty"`
 }
 
@@ -204,8 +206,8 @@ type KubernetesTarget struct {
 type Deployment struct {
 	// Name is the Deployment's name.
 	Name string `yaml:"name" jsonschema:"required"`
-	// Containers are the containers whose image is set. Default: every container of the
-	// Deployment.
+	// Containers are the containers whose image is set. Default: the Deployment's only
+	// container, else the one named like the Deployment (sidecars keep their images).
 	Containers []string `yaml:"containers,omitempty"`
 }
 

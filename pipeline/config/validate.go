@@ -358,6 +358,10 @@ func (v *validation) health(p string, h *Health, kind string) {
 		v.errorf(p+".http.url", "invalid template: %v", err)
 		return
 	}
+	if kind == "kubernetes" && (strings.Contains(h.HTTP.URL, ".Address") || strings.Contains(h.HTTP.URL, ".Host")) {
+		v.errorf(p+".http.url", "kubernetes Deployments have no address of their own: give the URL of the service (the rollout's own status already checks every pod)")
+		return
+	}
 	var b strings.Builder
 	if err := t.Execute(&b, struct{ Address, Host, Release string }{"127.0.0.1", "web-1", "20260101T000000Z"}); err != nil {
 		v.errorf(p+".http.url", "the template uses something other than {{.Address}}, {{.Host}} and {{.Release}}: %v", err)
