@@ -497,7 +497,7 @@ func TestLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The lock lives on the first host.
-	if _, err := os.Stat(filepath.Join(appDir(hosts[0]), ".pushdeploy", "lock.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(appDir(hosts[0]), ".pushdeploy", "lock")); err != nil {
 		t.Fatalf("lock not on the primary host: %v", err)
 	}
 	var held *targets.HeldError
@@ -529,6 +529,31 @@ func TestLock(t *testing.T) {
 	}
 	if l, _ := lk.Holder(ctx); l != nil {
 		t.Fatalf("after break, holder = %+v", l)
+	}
+
+	// Several deploys racing for an expired lock: exactly one gets it.
+	if err := lk.Acquire(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			errs <- lk.Acquire(ctx, targets.Lock{Owner: fmt.Sprint("racer", i), Acquired: now, Expires: now.Add(time.Hour)})
+		}()
+	}
+	won := 0
+	for i := 0; i < n; i++ {
+		err := <-errs
+		switch {
+		case err == nil:
+			won++
+		case !errors.As(err, &held):
+			t.Fatalf("racing acquire: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d racers took the expired lock; want exactly 1", won)
 	}
 }
 

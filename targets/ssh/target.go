@@ -44,7 +44,7 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	locker   *hoststate.Files
+	locker   *locker
 	journal  *journal
 
 	mu        sync.Mutex
@@ -95,9 +95,7 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 	}
 	// The lock lives on the primary (first) host, as Kamal's does; the history on every one.
 	primary := t.hosts[0]
-	if t.locker, err = hoststate.New(primary.client, primary.meta(), name+" on "+primary.addr); err != nil {
-		return nil, err
-	}
+	t.locker = &locker{h: primary, name: name + " on " + primary.addr}
 	t.journal = &journal{t: t}
 	for _, h := range t.hosts {
 		f, err := hoststate.New(h.client, h.meta(), name+" on "+h.addr)
@@ -147,7 +145,7 @@ func (t *Target) Hosts() []targets.Host {
 // SSHHosts are the servers with their concrete type.
 func (t *Target) SSHHosts() []*Host { return t.hosts }
 
-// Locker is the deploy lock, in path/.pushdeploy/lock.json on the first host.
+// Locker is the deploy lock, in path/.pushdeploy/lock on the first host.
 func (t *Target) Locker() targets.Locker { return t.locker }
 
 // Journal is the history, appended on every host, read from the first that answers.

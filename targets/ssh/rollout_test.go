@@ -1,0 +1,225 @@
+package ssh_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testbench"
+	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/ssh"
+)
+
+// End-to-end: the shared engine (pipeline.Rollout) driving this target against real sshd.
+
+func rollout(t *testing.T, tg *ssh.Target, r targets.Release, opts ...pipeline.Option) (*pipeline.Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return pipeline.Rollout(ctx, tg, r, append([]pipeline.Option{pipeline.WithOwner("tester", "test-"+r.ID)}, opts...)...)
+}
+
+// unhealthy is a command health check that fails for release <id> on hosts whose app
+// directory holds a file "unhealthy-<id>" (the check runs in path/current, a link to
+// path/releases/<id>).
+var unhealthy = pipeline.WithHealthCheck(pipeline.HealthCheck{Command: `test ! -e "../../unhealthy-$PUSHDEPLOY_RELEASE"`, Retries: 2, Interval: 10 * time.Millisecond})
+
+func TestRolloutHealthFailureOnOneOfThreeRollsAllBack(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 3, testUser)
+	tg := newTarget(t, hosts)
+	if _, err := rollout(t, tg, release(t, tg, "r1", writeTree(t, v1)), unhealthy); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(appDir(hosts[1]), "unhealthy-r2"), nil, 0o644)
+	v2 := tree{"index.html": "<h1>v2</h1>"}
+	res, err := rollout(t, tg, release(t, tg, "r2", writeTree(t, v2)), unhealthy)
+	if err == nil {
+		t.Fatal("deploy succeeded although a host is unhealthy")
+	}
+	for _, want := range []string{hosts[1].Addr, "health"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if res == nil || res.Record.Outcome != pipeline.OutcomeRolledBack {
+		t.Fatalf("result %+v; want rolled back", res)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v1)
+		// Switched to r2, then back to r1, restarted each time.
+		if got := restarts(t, h); strings.Join(got, ",") != "r1 r1,r2 r2,r1 r1" {
+			t.Errorf("%s: restarts %q; want r1, r2, then r1 again", h.Name, got)
+		}
+		if _, err := os.Stat(filepath.Join(appDir(h), "releases", "r2")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: the failed release was not discarded", h.Name)
+		}
+	}
+	// The history on every host says what happened.
+	for _, h := range hosts {
+		b, _ := os.ReadFile(filepath.Join(appDir(h), ".pushdeploy", "history.jsonl"))
+		if !strings.Contains(string(b), `"rolled back"`) {
+			t.Errorf("%s: history %s has no rolled-back record", h.Name, b)
+		}
+	}
+}
+
+func TestRolloutFirstDeployFailureLeavesNothingLive(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser)
+	tg := newTarget(t, hosts)
+	os.MkdirAll(appDir(hosts[0]), 0o777)
+	os.WriteFile(filepath.Join(appDir(hosts[0]), "unhealthy-r1"), nil, 0o644)
+	if _, err := rollout(t, tg, release(t, tg, "r1", writeTree(t, v1)), unhealthy); err == nil {
+		t.Fatal("deploy succeeded although a host is unhealthy")
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, nil)
+	}
+}
+
+func TestRolloutRedeployAndManualRollback(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser)
+	tg := newTarget(t, hosts)
+	r1 := release(t, tg, "r1", writeTree(t, v1))
+	if _, err := rollout(t, tg, r1); err != nil {
+		t.Fatal(err)
+	}
+	// The same artifacts again, under a new id: nothing to do.
+	again := release(t, tg, "r1b", writeTree(t, v1))
+	res, err := rollout(t, tg, again)
+	if err != nil || res.Record.Outcome != pipeline.OutcomeUnchanged {
+		t.Fatalf("redeploy = %+v, %v; want unchanged", res, err)
+	}
+	v2 := tree{"index.html": "two"}
+	if _, err := rollout(t, tg, release(t, tg, "r2", writeTree(t, v2))); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v2)
+	}
+	if _, err := pipeline.Rollback(context.Background(), tg, "", pipeline.WithOwner("tester", "rb")); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v1)
+	}
+	if _, err := pipeline.Rollback(context.Background(), tg, "r2", pipeline.WithOwner("tester", "rb")); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v2)
+	}
+}
+
+func TestRolloutLockContention(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser)
+	// The first deploy's restart waits for a "go" file, holding the lock meanwhile.
+	slow := newTarget(t, hosts, ssh.Restart(`touch "$PUSHDEPLOY_PATH/waiting"; while [ ! -e "$PUSHDEPLOY_PATH/go" ]; do sleep 0.02; done`))
+	fast := newTarget(t, hosts)
+	r1 := release(t, slow, "r1", writeTree(t, v1))
+	v2 := tree{"index.html": "two"}
+	r2 := release(t, fast, "r2", writeTree(t, v2))
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := pipeline.Rollout(context.Background(), slow, r1, pipeline.WithOwner("alice", "pipeline-1"))
+		done <- err
+	}()
+	waitFile(t, filepath.Join(appDir(hosts[0]), "waiting"), done)
+
+	_, err := pipeline.Rollout(context.Background(), fast, r2, pipeline.WithOwner("bob", "pipeline-2"))
+	var held *targets.HeldError
+	if !errors.As(err, &held) || held.Holder.Owner != "alice" || !strings.Contains(err.Error(), "pipeline-1") {
+		t.Fatalf("concurrent deploy = %v; want the lock held by alice's pipeline-1", err)
+	}
+	// A deploy that waits gets the lock once the first is done.
+	waited := make(chan error, 1)
+	go func() {
+		_, err := pipeline.Rollout(context.Background(), fast, r2, pipeline.WithOwner("bob", "pipeline-3"), pipeline.WithLockWait(time.Minute))
+		waited <- err
+	}()
+	for _, h := range hosts {
+		os.WriteFile(filepath.Join(appDir(h), "go"), nil, 0o644)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("waiting deploy: %v", err)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v2)
+	}
+	if l, err := fast.Locker().Holder(context.Background()); err != nil || l != nil {
+		t.Fatalf("lock after both deploys: %+v, %v", l, err)
+	}
+}
+
+// waitFile polls for a file the host writes; a deploy ending first is a failure.
+func waitFile(t *testing.T, p string, done <-chan error) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("deploy ended before %s appeared: %v", p, err)
+		case <-deadline:
+			t.Fatalf("%s never appeared", p)
+		case <-time.After(5 * time.Millisecond): // polling the host's directory
+		}
+	}
+}
+
+func TestRolloutSSHDKilledMidUpload(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	h := hosts[0]
+	tg := newTarget(t, hosts, ssh.Parallel(1))
+	if _, err := rollout(t, tg, release(t, tg, "r1", writeTree(t, v1))); err != nil {
+		t.Fatal(err)
+	}
+	big := tree{}
+	for i := 0; i < 300; i++ {
+		big[fmt.Sprintf("f/%03d.bin", i)] = strings.Repeat(fmt.Sprint(i), 20000)
+	}
+	r2 := release(t, tg, "r2", writeTree(t, big))
+	done := make(chan error, 1)
+	go func() {
+		_, err := rollout(t, tg, r2, pipeline.WithLockTTL(2*time.Second))
+		done <- err
+	}()
+	staging := filepath.Join(appDir(h), ".pushdeploy", "staging", "r2")
+	for {
+		if ents, _ := os.ReadDir(staging); len(ents) >= 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("deploy ended before the kill: %v", err)
+		case <-time.After(2 * time.Millisecond): // polling the host's directory
+		}
+	}
+	h.Kill()
+	if err := <-done; err == nil {
+		t.Fatal("deploy succeeded although sshd was killed")
+	}
+	assertCurrent(t, h, v1)
+	if err := h.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	assertCurrent(t, h, v1)
+	// The killed deploy could not release its lock (the host was down): it expires, and a
+	// rerun that waits for it succeeds.
+	if _, err := rollout(t, tg, r2, pipeline.WithLockWait(time.Minute)); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	assertCurrent(t, h, big)
+}
