@@ -158,6 +158,7 @@ type probe struct {
 	liveSum  string       // sha256 of the live release's manifest text, "" when it has none
 	liveMeta *releaseMeta // the live release's metadata
 	have     *releaseMeta // the metadata of the release asked about, when it is kept
+	chunks   []string     // short hashes of the live manifest's chunks, in order
 }
 
 func (h *Host) probe(ctx context.Context, id string) (*probe, error) {
@@ -165,12 +166,16 @@ func (h *Host) probe(ctx context.Context, id string) (*probe, error) {
 	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
 l=$(readlink current 2>/dev/null) || l=
 case $l in releases/*) i=${l#releases/}; echo "live $i"
-  [ -f ".pushdeploy/releases/$i.manifest" ] && echo "livesum $(sha256sum < ".pushdeploy/releases/$i.manifest" | cut -c1-64)"
+  if [ -f ".pushdeploy/releases/$i.manifest" ]; then
+    echo "livesum $(sha256sum < ".pushdeploy/releases/$i.manifest" | cut -c1-64)"
+    c=$(mktemp -d) && awk -v d="$c" '@CHUNKAWK@' ".pushdeploy/releases/$i.manifest" && (cd "$c" && for f in *; do [ -f "$f" ] && printf 'chunk %%s\n' "$(sha256sum < "$f" | cut -c1-16)"; done); rm -rf "$c"
+  fi
   [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
 esac
 [ -n %s ] && [ -f .pushdeploy/releases/%s.json ] && [ -d releases/%s ] && { printf 'have '; cat .pushdeploy/releases/%s.json; echo; }
 exit 0
 `, q(h.path), q(id), q(id), q(id), q(id))
+	s = strings.ReplaceAll(s, "@CHUNKAWK@", chunkAWK)
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return nil, err
@@ -185,6 +190,8 @@ exit 0
 			p.live = v
 		case "livesum":
 			p.liveSum = v
+		case "chunk":
+			p.chunks = append(p.chunks, v)
 		case "livemeta", "have":
 			var m releaseMeta
 			if err := json.Unmarshal([]byte(v), &m); err != nil {
@@ -209,32 +216,64 @@ func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
 	if m := h.t.cached(p.liveSum); m != nil {
 		return m, nil
 	}
-	c, err := h.client(ctx)
-	if err != nil {
-		return nil, err
+	// Not cached: fetch only the chunks of it that no manifest known here has.
+	known := h.t.chunkIndex()
+	var missing []int
+	for i, c := range p.chunks {
+		if _, ok := known[c]; !ok {
+			missing = append(missing, i)
+		}
 	}
-	out, err := c.Output(ctx, "gzip -c < "+sshconn.Quote(h.meta()+"/releases/"+p.live+".manifest"))
-	if err != nil {
-		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	var got map[int]string
+	if len(missing) > 0 {
+		c, err := h.client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		want := " "
+		for _, i := range missing {
+			want += strconv.Itoa(i) + " "
+		}
+		out, err := c.Output(ctx, fmt.Sprintf("awk -v want=%s 'index(want, \" \" (n+0) \" \") {print} "+chunkEnd+" {n++}' %s | gzip -c",
+			sshconn.Quote(want), sshconn.Quote(h.meta()+"/releases/"+p.live+".manifest")))
+		if err != nil {
+			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+		}
+		text, err := gunzip(out)
+		if err != nil {
+			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+		}
+		got = map[int]string{}
+		for j, ch := range chunkText(text) {
+			if j < len(missing) {
+				got[missing[j]] = ch
+			}
+		}
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(out))
-	if err != nil {
-		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	var text strings.Builder
+	for i, c := range p.chunks {
+		if ch, ok := got[i]; ok {
+			text.WriteString(ch)
+		} else {
+			text.WriteString(known[c])
+		}
 	}
-	text, err := io.ReadAll(zr)
-	if err != nil {
-		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-	}
-	m, err := ParseManifest(text)
-	if err != nil {
-		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-	}
-	if m.sum() != p.liveSum {
-		// Not in canonical form (edited by hand?): deploy as if there were no base.
+	m, err := ParseManifest([]byte(text.String()))
+	if err != nil || m.sum() != p.liveSum {
+		// Not in canonical form (edited by hand?), or a chunk hash collided: deploy as if
+		// there were no base (everything is sent).
 		return nil, nil
 	}
 	h.t.remember(m)
 	return m, nil
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
 }
 
 // Plan says what deploying r would change here, and changes nothing.
@@ -301,6 +340,20 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	}
 	d := diffManifests(base, m)
 
+	var sc *sftp.Client
+	if len(d.send) > 0 {
+		c, err := h.client(ctx)
+		if err != nil {
+			return err
+		}
+		if sc, err = c.SFTP(); err != nil {
+			return err
+		}
+		defer sc.Close()
+		stop := context.AfterFunc(ctx, func() { sc.Close() })
+		defer stop()
+	}
+	// Staging the release tree and uploading to the staging directory overlap.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if _, err := h.script(gctx, h.stageScript(r.ID, from, base, m, d)); err != nil {
@@ -308,15 +361,24 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return h.upload(gctx, r.ID, r.Artifacts, d.send) })
+	g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send) })
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	if len(d.send) > 0 {
+		if _, err := h.script(ctx, h.verifyScript(r.ID, d)); err != nil {
+			return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
+		}
+		if err := h.place(ctx, sc, r.ID, d.send); err != nil {
+			return err
+		}
 	}
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID}
 	if _, err := h.script(ctx, h.finalizeScript(r.ID, d, meta)); err != nil {
-		return fmt.Errorf("verifying and placing the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
+		return fmt.Errorf("completing release %q on %s: %w", r.ID, h.addr, err)
 	}
+	h.t.remember(m) // the next deploy from this machine need not download it
 	up := Upload{}
 	for _, e := range d.send {
 		up.Files = append(up.Files, e.Path)
@@ -354,25 +416,37 @@ func names(err error, sent []*Entry) error {
 func (h *Host) staging(id string) string { return h.meta() + "/staging/" + id }
 
 // upload sends files to the staging directory, numbered in order, o.parallel at a time.
-func (h *Host) upload(ctx context.Context, id, dir string, files []*Entry) error {
+func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry) error {
 	if len(files) == 0 {
 		return nil
 	}
-	c, err := h.client(ctx)
-	if err != nil {
-		return err
-	}
-	sc, err := c.SFTP()
-	if err != nil {
-		return err
-	}
-	defer sc.Close()
-	stop := context.AfterFunc(ctx, func() { sc.Close() })
-	defer stop()
 	st := h.staging(id)
 	if err := sc.MkdirAll(st); err != nil {
 		return fmt.Errorf("uploading to %s: creating %s: %w", h.addr, st, err)
 	}
+	return h.each(ctx, files, func(i int, e *Entry) error {
+		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i)); err != nil {
+			return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
+		}
+		return nil
+	})
+}
+
+// place renames the verified staged files into the release (SFTP posix-rename: no process
+// per file on the host). A rename replaces the hard link at the path, never the file the
+// live release shares.
+func (h *Host) place(ctx context.Context, sc *sftp.Client, id string, files []*Entry) error {
+	st, rel := h.staging(id), h.path+"/releases/"+id+"/"
+	return h.each(ctx, files, func(i int, e *Entry) error {
+		if err := sc.PosixRename(st+"/"+strconv.Itoa(i), rel+e.Path); err != nil {
+			return fmt.Errorf("placing %q in release %q on %s: %w", e.Path, id, h.addr, err)
+		}
+		return nil
+	})
+}
+
+// each runs fn for every file, o.parallel at a time, and stops at the first error.
+func (h *Host) each(ctx context.Context, files []*Entry, fn func(int, *Entry) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(h.t.o.parallel)
 	for i, e := range files {
@@ -380,13 +454,11 @@ func (h *Host) upload(ctx context.Context, id, dir string, files []*Entry) error
 			break
 		}
 		g.Go(func() error {
-			if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i)); err != nil {
-				if ctx.Err() != nil {
-					err = ctx.Err()
-				}
-				return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
+			err := fn(i, e)
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("%w (%v)", ctx.Err(), err)
 			}
-			return nil
+			return err
 		})
 	}
 	return g.Wait()
@@ -511,32 +583,36 @@ func joinLines(ls []string) string {
 	return strings.Join(ls, "\n") + "\n"
 }
 
-// finalizeScript checks the staged files against their hashes, sets their modes, renames
-// them into the release (replacing hard links: never writing into them), copies the files
-// whose mode alone changed, sets directory modes, and writes the metadata last.
+// verifyScript checks the staged files against their hashes (which checks their sizes
+// too) and gives them their modes.
+func (h *Host) verifyScript(id string, d *diff) string {
+	var b strings.Builder
+	st := ".pushdeploy/staging/" + id
+	fmt.Fprintf(&b, "set -e\ncd %s/%s\n", sshconn.Quote(h.path), st)
+	fmt.Fprintf(&b, "sha256sum -c --quiet --strict <<'%s'\n", heredoc)
+	for i, e := range d.send {
+		fmt.Fprintf(&b, "%s  %d\n", e.SHA256, i)
+	}
+	fmt.Fprintf(&b, "%s\n", heredoc)
+	byMode := map[uint32][]string{}
+	for i, e := range d.send {
+		byMode[e.Mode] = append(byMode[e.Mode], strconv.Itoa(i))
+	}
+	for _, mode := range sortedModes(byMode) {
+		chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o %s\n", mode, strings.Join(files, " ")) })
+	}
+	return b.String()
+}
+
+// finalizeScript copies the files whose mode alone changed (a copy, not a chmod of the
+// inode the live release shares), sets directory modes, and writes the metadata last: only
+// then is the release complete.
 func (h *Host) finalizeScript(id string, d *diff, meta releaseMeta) string {
 	q := sshconn.Quote
 	var b strings.Builder
 	st := ".pushdeploy/staging/" + id
 	rel := "releases/" + id
 	fmt.Fprintf(&b, "set -e\ncd %s\n", q(h.path))
-	if len(d.send) > 0 {
-		fmt.Fprintf(&b, "(cd %s && sha256sum -c --quiet --strict) <<'%s'\n", st, heredoc)
-		for i, e := range d.send {
-			fmt.Fprintf(&b, "%s  %d\n", e.SHA256, i)
-		}
-		fmt.Fprintf(&b, "%s\n", heredoc)
-		byMode := map[uint32][]string{}
-		for i, e := range d.send {
-			byMode[e.Mode] = append(byMode[e.Mode], st+"/"+strconv.Itoa(i))
-		}
-		for _, mode := range sortedModes(byMode) {
-			chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o %s\n", mode, strings.Join(files, " ")) })
-		}
-		for i, e := range d.send {
-			fmt.Fprintf(&b, "mv -f %s/%d %s\n", st, i, q(rel+"/"+e.Path))
-		}
-	}
 	for i, e := range d.chmod {
 		p := q(rel + "/" + e.Path)
 		fmt.Fprintf(&b, "mkdir -p %s; cp -p %s %s/m%d; chmod %04o %s/m%d; mv -f %s/m%d %s\n", st, p, st, i, e.Mode, st, i, st, i, p)

@@ -400,3 +400,42 @@ func (d *diff) removedPaths(cur *Manifest) []string {
 	}
 	return out
 }
+
+// A manifest travels in content-defined chunks: a chunk ends after a file whose hash starts
+// with "0" and an octal digit (1 in 32 files), so that a change moves no chunk boundary but
+// its own. The host cuts its manifest the same way (chunkAWK) and sends a short hash per
+// chunk; only the chunks that no manifest known here holds are fetched.
+const (
+	chunkEnd = `$4 ~ /^0[0-7]/`
+	chunkAWK = `{ f = sprintf("%s/%08d", d, n); print > f } ` + chunkEnd + ` { close(f); n++ }`
+)
+
+func endsChunk(line string) bool {
+	f := strings.SplitN(line, " ", 5)
+	return len(f) >= 4 && len(f[3]) >= 2 && f[3][0] == '0' && f[3][1] >= '0' && f[3][1] <= '7'
+}
+
+// chunkText cuts manifest text into chunks, each its lines with their newlines.
+func chunkText(text []byte) []string {
+	var out []string
+	var cur strings.Builder
+	for _, l := range strings.SplitAfter(string(text), "\n") {
+		if l == "" {
+			continue
+		}
+		cur.WriteString(l)
+		if endsChunk(strings.TrimSuffix(l, "\n")) {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func chunkSum(chunk string) string {
+	s := sha256.Sum256([]byte(chunk))
+	return hex.EncodeToString(s[:8])
+}

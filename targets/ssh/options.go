@@ -121,7 +121,8 @@ func ConnectTimeout(d time.Duration) Option {
 	}
 }
 
-// Parallel is how many files are uploaded to one host at a time. Default: 16.
+// Parallel is how many files are uploaded to one host at a time (SFTP requests of different
+// files in flight together). Default: 64.
 func Parallel(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
@@ -143,7 +144,7 @@ func ManifestCache(dir string) Option {
 }
 
 func makeOptions(app string, opts []Option) (*options, error) {
-	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 16}
+	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 64}
 	if d, err := os.UserCacheDir(); err == nil {
 		o.cacheDir = filepath.Join(d, "pushdeploy", "ssh-manifests")
 	}

@@ -620,3 +620,28 @@ func TestNewRejectsBadInput(t *testing.T) {
 // ~/.bashrc on a development machine can be slow or hang (pyenv init), and is no part of
 // what is tested.
 var testUser = testbench.SSHUser("pdtest")
+
+// A deploy from a machine that never saw the live release (a fresh CI runner) rebuilds the
+// live manifest from the host's chunks and still sends only what changed.
+func TestDeltaFromAFreshMachine(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	files := tree{}
+	for i := 0; i < 400; i++ {
+		files[fmt.Sprintf("d%d/f%03d", i%7, i)] = fmt.Sprint("content ", i)
+	}
+	first := newTarget(t, hosts)
+	deploy(t, first, release(t, first, "r1", writeTree(t, files)))
+	first.Close()
+
+	files["d3/f100"] = "changed"
+	delete(files, "d0/f000")
+	files["new/file"] = "added"
+	fresh := newTarget(t, hosts)
+	deploy(t, fresh, release(t, fresh, "r2", writeTree(t, files)))
+	up := fresh.SSHHosts()[0].LastUpload()
+	sort.Strings(up.Files)
+	if !reflect.DeepEqual(up.Files, []string{"d3/f100", "new/file"}) {
+		t.Fatalf("a fresh machine sent %d files (%v...); want only the changed and the added one", len(up.Files), up.Files[:min(3, len(up.Files))])
+	}
+	assertCurrent(t, hosts[0], files)
+}

@@ -192,6 +192,19 @@ func (t *Target) manifestOf(dir string) (*Manifest, error) {
 	return m, nil
 }
 
+// chunkIndex maps the short hash of every chunk of every manifest known here to its text.
+func (t *Target) chunkIndex() map[string]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	idx := map[string]string{}
+	for _, m := range t.manifests {
+		for _, c := range chunkText(m.Text()) {
+			idx[chunkSum(c)] = c
+		}
+	}
+	return idx
+}
+
 // cached returns the manifest whose text has SHA-256 sum, from memory or the disk cache.
 func (t *Target) cached(sum string) *Manifest {
 	t.mu.Lock()
