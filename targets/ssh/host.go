@@ -107,12 +107,21 @@ func (h *Host) closeConn() {
 	}
 }
 
-// script runs a shell script on the host (sent gzipped on stdin: scripts with manifests
-// grow large) and returns its stdout.
+// inlineScript is the size up to which a script is the command line itself; larger ones
+// (with manifest lines) go gzipped on stdin. Every process forked on a host counts when
+// one machine plays many hosts, and a small script forks no gzip and no second shell.
+const inlineScript = 8 << 10
+
+// script runs a shell script on the host and returns its stdout.
 func (h *Host) script(ctx context.Context, s string) ([]byte, error) {
 	c, err := h.client(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if len(s) <= inlineScript {
+		var out bytes.Buffer
+		err = c.RunCmd(ctx, sshconn.Cmd{Line: s, Stdout: &out})
+		return out.Bytes(), err
 	}
 	var in bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&in, gzip.BestSpeed)
@@ -158,7 +167,6 @@ type probe struct {
 	liveSum  string       // sha256 of the live release's manifest text, "" when it has none
 	liveMeta *releaseMeta // the live release's metadata
 	have     *releaseMeta // the metadata of the release asked about, when it is kept
-	chunks   []string     // short hashes of the live manifest's chunks, in order
 }
 
 func (h *Host) probe(ctx context.Context, id string) (*probe, error) {
@@ -168,14 +176,12 @@ l=$(readlink current 2>/dev/null) || l=
 case $l in releases/*) i=${l#releases/}; echo "live $i"
   if [ -f ".pushdeploy/releases/$i.manifest" ]; then
     echo "livesum $(sha256sum < ".pushdeploy/releases/$i.manifest" | cut -c1-64)"
-    c=$(mktemp -d) && awk -v d="$c" '@CHUNKAWK@' ".pushdeploy/releases/$i.manifest" && (cd "$c" && for f in *; do [ -f "$f" ] && printf 'chunk %%s\n' "$(sha256sum < "$f" | cut -c1-16)"; done); rm -rf "$c"
   fi
   [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
 esac
 [ -n %s ] && [ -f .pushdeploy/releases/%s.json ] && [ -d releases/%s ] && { printf 'have '; cat .pushdeploy/releases/%s.json; echo; }
 exit 0
 `, q(h.path), q(id), q(id), q(id), q(id))
-	s = strings.ReplaceAll(s, "@CHUNKAWK@", chunkAWK)
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return nil, err
@@ -190,8 +196,6 @@ exit 0
 			p.live = v
 		case "livesum":
 			p.liveSum = v
-		case "chunk":
-			p.chunks = append(p.chunks, v)
 		case "livemeta", "have":
 			var m releaseMeta
 			if err := json.Unmarshal([]byte(v), &m); err != nil {
@@ -216,26 +220,33 @@ func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
 	if m := h.t.cached(p.liveSum); m != nil {
 		return m, nil
 	}
-	// Not cached: fetch only the chunks of it that no manifest known here has.
+	// Not cached: fetch only the chunks of it that no manifest known here has. The host
+	// cuts its manifest into chunks and sends a short hash of each (one process each for
+	// awk and sha256sum, whatever the number of chunks).
+	c, err := h.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mf := sshconn.Quote(h.meta() + "/releases/" + p.live + ".manifest")
+	out, err := c.Output(ctx, `c=$(mktemp -d) && trap 'rm -rf "$c"' EXIT && awk -v d="$c" '`+chunkAWK+`' `+mf+` && cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@" | cut -c1-16; fi`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	}
+	chunks := strings.Fields(string(out))
 	known := h.t.chunkIndex()
 	var missing []int
-	for i, c := range p.chunks {
+	for i, c := range chunks {
 		if _, ok := known[c]; !ok {
 			missing = append(missing, i)
 		}
 	}
 	var got map[int]string
 	if len(missing) > 0 {
-		c, err := h.client(ctx)
-		if err != nil {
-			return nil, err
-		}
 		want := " "
 		for _, i := range missing {
 			want += strconv.Itoa(i) + " "
 		}
-		out, err := c.Output(ctx, fmt.Sprintf("awk -v want=%s 'index(want, \" \" (n+0) \" \") {print} "+chunkEnd+" {n++}' %s | gzip -c",
-			sshconn.Quote(want), sshconn.Quote(h.meta()+"/releases/"+p.live+".manifest")))
+		out, err := c.Output(ctx, fmt.Sprintf("awk -v want=%s 'index(want, \" \" (n+0) \" \") {print} "+chunkEnd+" {n++}' %s | gzip -c", sshconn.Quote(want), mf))
 		if err != nil {
 			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
 		}
@@ -251,7 +262,7 @@ func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
 		}
 	}
 	var text strings.Builder
-	for i, c := range p.chunks {
+	for i, c := range chunks {
 		if ch, ok := got[i]; ok {
 			text.WriteString(ch)
 		} else {
@@ -499,12 +510,16 @@ func (h *Host) stageScript(id, from string, base, m *Manifest, d *diff) string {
 		fmt.Fprintf(&b, "mkdir %s\n", rel)
 	}
 	fmt.Fprintf(&b, "cd %s\n", rel)
+	var rm, mk []string
 	for _, p := range d.remove {
-		fmt.Fprintf(&b, "rm -rf -- %s\n", q(p))
+		rm = append(rm, q(p))
 	}
 	for _, e := range d.mkdir {
-		fmt.Fprintf(&b, "mkdir -m 0700 -- %s\n", q(e.Path)) // writable while staging; mode set at the end
+		mk = append(mk, q(e.Path)) // parents come first: the paths are sorted
 	}
+	chunks(rm, func(ps []string) { fmt.Fprintf(&b, "rm -rf -- %s\n", strings.Join(ps, " ")) })
+	// Writable while staging; the modes are set at the end.
+	chunks(mk, func(ps []string) { fmt.Fprintf(&b, "mkdir -m 0700 -- %s\n", strings.Join(ps, " ")) })
 	for _, e := range d.links {
 		fmt.Fprintf(&b, "rm -f -- %s; ln -s -- %s %s\n", q(e.Path), q(e.Link), q(e.Path))
 	}
@@ -708,11 +723,8 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 	st := targets.Status{Host: h.addr}
 	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
 echo "live $(readlink current 2>/dev/null)"
-for d in releases/*; do
-  [ -d "$d" ] || continue
-  i=${d#releases/}
-  if [ -f ".pushdeploy/releases/$i.json" ]; then printf 'kept '; cat ".pushdeploy/releases/$i.json"; echo; else echo "partial $i"; fi
-done
+for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
+cat .pushdeploy/releases/*.json 2>/dev/null
 exit 0
 `, sshconn.Quote(h.path))
 	out, err := h.script(ctx, s)
@@ -720,24 +732,39 @@ exit 0
 		return st, fmt.Errorf("reading the status of %s: %w", h.addr, err)
 	}
 	var live string
-	var partial []string
+	dirs := map[string]bool{}
+	var metas []releaseMeta
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), " ")
+		line := sc.Text()
+		if strings.HasPrefix(line, "{") {
+			var m releaseMeta
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				return st, fmt.Errorf("reading the status of %s: release metadata: %w", h.addr, err)
+			}
+			metas = append(metas, m)
+			continue
+		}
+		k, v, _ := strings.Cut(line, " ")
 		switch k {
 		case "live":
 			live = strings.TrimPrefix(v, "releases/")
-		case "kept":
-			var m releaseMeta
-			if err := json.Unmarshal([]byte(v), &m); err != nil {
-				return st, fmt.Errorf("reading the status of %s: release metadata: %w", h.addr, err)
-			}
-			st.Kept = append(st.Kept, m.kept())
-		case "partial":
-			partial = append(partial, v)
+		case "dir":
+			dirs[v] = true
 		}
 	}
+	for _, m := range metas {
+		if dirs[m.ID] {
+			st.Kept = append(st.Kept, m.kept())
+			delete(dirs, m.ID)
+		}
+	}
+	var partial []string
+	for d := range dirs {
+		partial = append(partial, d)
+	}
+	sort.Strings(partial)
 	sort.SliceStable(st.Kept, func(i, j int) bool {
 		a, b := st.Kept[i], st.Kept[j]
 		if !a.Created.Equal(b.Created) {

@@ -12,9 +12,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Entry is one file, directory or symlink of a release tree.
@@ -179,6 +182,7 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 		return false
 	}
 	var entries []Entry
+	var files []string // of the regular entries, in order
 	err = filepath.WalkDir(dir, func(fp string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -205,9 +209,7 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 		switch t := info.Mode().Type(); {
 		case t == 0:
 			e.Kind, e.Size = 'f', info.Size()
-			if e.SHA256, err = hashFile(fp); err != nil {
-				return err
-			}
+			files = append(files, fp) // hashed below, in parallel
 		case t == fs.ModeDir:
 			e.Kind = 'd'
 		case t == fs.ModeSymlink:
@@ -224,6 +226,16 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading artifacts in %s: %w", dir, err)
+	}
+	sums, err := hashFiles(files)
+	if err != nil {
+		return nil, fmt.Errorf("reading artifacts in %s: %w", dir, err)
+	}
+	for i, j := 0, 0; i < len(entries); i++ {
+		if entries[i].Kind == 'f' {
+			entries[i].SHA256 = sums[j]
+			j++
+		}
 	}
 	m := newManifest(entries)
 	if err := m.checkLinks(); err != nil {
@@ -244,6 +256,21 @@ func modeBits(m fs.FileMode) uint32 {
 		b |= 0o1000
 	}
 	return b
+}
+
+// hashFiles hashes files on every CPU.
+func hashFiles(files []string) ([]string, error) {
+	sums := make([]string, len(files))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, f := range files {
+		g.Go(func() error {
+			var err error
+			sums[i], err = hashFile(f)
+			return err
+		})
+	}
+	return sums, g.Wait()
 }
 
 func hashFile(p string) (string, error) {
