@@ -135,7 +135,7 @@ type world struct {
 }
 
 func newWorld(b *testing.B, app string) *world {
-	w := &world{b: b, d: testbench.SharedDockerd(b), host: testbench.SSHHosts(b, 1)[0], reg: testbench.InProcessRegistry(b), app: app}
+	w := &world{b: b, d: testbench.SharedDockerd(b), host: testbench.SSHHosts(b, 1, noRehashWait)[0], reg: testbench.InProcessRegistry(b), app: app}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -153,14 +153,17 @@ func newWorld(b *testing.B, app string) *world {
 }
 
 func (w *world) image(i int) (ref, digest string) {
-	return testbench.PushHello(w.b, w.reg, w.app, testbench.HelloImage{Version: fmt.Sprintf("v%d", i), Addr: w.addr, HealthCheck: true})
+	return testbench.PushHello(w.b, w.reg, w.app, testbench.HelloImage{Version: fmt.Sprintf("v%d", i), Addr: w.addr, HealthCheck: true, CheckEnvAddr: true})
 }
 
-// measure runs deploy b.N times, each with a new image, and reports the downtime.
-func measure(b *testing.B, w *world, first func(ref, digest string), deploy func(i int, ref, digest string)) {
+// measure runs deploy b.N times, each with a new image, and reports the downtime seen at
+// url ("" means the service's own port).
+func measure(b *testing.B, w *world, url string, first func(ref, digest string), deploy func(i int, ref, digest string)) {
 	ref, dg := w.image(0)
 	first(ref, dg)
-	url := "http://" + w.addr + "/health"
+	if url == "" {
+		url = "http://" + w.addr + "/health"
+	}
 	// `docker run -d` returns before the service listens: wait until it answers.
 	for deadline := time.Now().Add(recoverIn); get(url) != http.StatusOK; {
 		if time.Now().After(deadline) {
@@ -222,7 +225,44 @@ func BenchmarkDeploy(b *testing.B) {
 				b.Fatalf("%v\n%s", err, log.String())
 			}
 		}
-		measure(b, w, func(ref, dg string) { rollout(0, ref, dg) }, rollout)
+		measure(b, w, "", func(ref, dg string) { rollout(0, ref, dg) }, rollout)
+	})
+
+	// Blue-green behind nginx on the host: the poller goes through the proxy.
+	b.Run("pushdeploy-bluegreen", func(b *testing.B) {
+		w := newWorld(b, "benchbg")
+		other, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(w.addr)
+		_, port2, _ := net.SplitHostPort(other.Addr().String())
+		other.Close()
+		proxy := testbench.StartNginx(b, "server 127.0.0.1:"+port+" max_fails=0;", "server 127.0.0.1:"+port2+" backup max_fails=0;")
+		var slots [2]int
+		fmt.Sscan(port, &slots[0])
+		fmt.Sscan(port2, &slots[1])
+		tg, err := docker.New(w.app, "bench", []string{w.host.Addr},
+			docker.WithSSH(sshconn.PrivateKey(w.host.ClientKey), sshconn.KnownHosts(w.host.KnownHosts)),
+			docker.WithSocket(w.d.Socket), docker.WithStateDir(w.host.Dir), docker.WithNetwork("host"),
+			docker.WithBlueGreen(docker.BlueGreen{
+				Ports: slots,
+				Env:   []string{"HELLO_ADDR=127.0.0.1:{{.Port}}"},
+				Switch: `printf 'server 127.0.0.1:{{.Port}} max_fails=0;\nserver 127.0.0.1:{{.Other}} backup max_fails=0;\n' > ` +
+					proxy.Upstream + " && " + proxy.Reload(),
+			}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tg.Close()
+		var log bytes.Buffer
+		rollout := func(i int, ref, dg string) {
+			r := targets.Release{ID: fmt.Sprintf("20261127T%06dZ", i), App: w.app, Env: "bench", Version: fmt.Sprintf("v%d", i), Digest: dg, Image: ref}
+			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log)); err != nil {
+				b.Fatalf("%v\n%s", err, log.String())
+			}
+		}
+		measure(b, w, "http://"+proxy.Addr+"/health", func(ref, dg string) { rollout(0, ref, dg) }, rollout)
 	})
 
 	b.Run("seed-shell", func(b *testing.B) {
@@ -251,6 +291,10 @@ func BenchmarkDeploy(b *testing.B) {
 				b.Fatalf("seed deploy: %v: %s", err, out)
 			}
 		}
-		measure(b, w, func(ref, dg string) { seed(0, ref, dg) }, seed)
+		measure(b, w, "", func(ref, dg string) { seed(0, ref, dg) }, seed)
 	})
 }
+
+// noRehashWait stops root's .bashrc on this machine (pyenv init) from waiting up to 60s, in
+// every SSH session, for a lock file that a killed session left behind.
+var noRehashWait = testbench.SSHSetEnv("PYENV_REHASH_TIMEOUT", "0")

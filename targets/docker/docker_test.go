@@ -41,7 +41,7 @@ func newBenchN(t *testing.T, n int) *bench {
 	// Tests keep apart by app name and port: they run side by side, mostly waiting.
 	t.Parallel()
 	d := testbench.SharedDockerd(t)
-	b := &bench{t: t, d: d, hosts: testbench.SSHHosts(t, n), reg: testbench.InProcessRegistry(t), port: freePort(t)}
+	b := &bench{t: t, d: d, hosts: testbench.SSHHosts(t, n, noRehashWait), reg: testbench.InProcessRegistry(t), port: freePort(t)}
 	b.app = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	cli, err := client.NewClientWithOpts(client.WithHost(d.Host()), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -224,3 +224,7 @@ func TestPrimitivesFirstDeployAndUpgrade(t *testing.T) {
 	}
 	b.expect(b.app+"-test-"+r1.ID, "200 ok v1")
 }
+
+// noRehashWait stops root's .bashrc on this machine (pyenv init) from waiting up to 60s, in
+// every SSH session, for a lock file that a killed session left behind.
+var noRehashWait = testbench.SSHSetEnv("PYENV_REHASH_TIMEOUT", "0")

@@ -18,7 +18,8 @@ import (
 // files returns state files in the test host's directory, over a real SSH connection.
 func files(t *testing.T) (*Files, string) {
 	t.Helper()
-	h := testbench.SSHHosts(t, 1)[0]
+	// pyenv in root's .bashrc waits up to 60s on a lock a killed session left behind.
+	h := testbench.SSHHosts(t, 1, testbench.SSHSetEnv("PYENV_REHASH_TIMEOUT", "0"))[0]
 	ctx := context.Background()
 	c, err := sshconn.Dial(ctx, h.Addr, sshconn.PrivateKey(h.ClientKey), sshconn.KnownHosts(h.KnownHosts))
 	if err != nil {
