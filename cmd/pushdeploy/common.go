@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"sort"
@@ -18,9 +17,11 @@ import (
 
 // common are the flags every command that reaches a target shares: where the environments
 // file is, and the credentials, always given as env:NAME or file:PATH so that no secret
-// value is ever typed on a command line.
+// value is ever typed on a command line; and the environment's settings, for when there is
+// no file (or to override it).
 type common struct {
 	file             string
+	settings         config.Settings
 	sshKey           string
 	knownHosts       string
 	kubeconfig       string
@@ -33,7 +34,7 @@ type common struct {
 
 func (c *common) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVarP(&c.file, "file", "f", config.DefaultFile, "the environments file")
+	f.StringVarP(&c.file, "file", "f", config.DefaultFile, "the environments file; without one, the environment settings flags describe the environment")
 	f.StringVar(&c.sshKey, "ssh-key", "", "SSH private key for ssh and docker targets: env:NAME or file:PATH")
 	f.StringVar(&c.knownHosts, "known-hosts", "", "known_hosts lines host keys are verified against: file:PATH or env:NAME")
 	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for kubernetes targets: file:PATH or env:NAME")
@@ -42,11 +43,15 @@ func (c *common) flags(cmd *cobra.Command) {
 	f.StringVar(&c.deployer, "deployer", "", "who acts, for the lock and the record (default $USER@hostname)")
 	f.StringVar(&c.pipelineID, "pipeline-id", "", "the CI run that acts (id or URL), for the lock and the record")
 	f.StringVarP(&c.output, "output", "o", "text", "text or json")
+	BindFlags(f, &c.settings)
+	cmd.SetUsageTemplate(settingsUsage)
 }
 
-// environments reads the file and resolves the credentials where the CLI runs.
-func (c *common) environments(stderr io.Writer) (*pipeline.Environments, error) {
-	f, err := config.Load(c.file)
+// environments reads the file (or the settings flags, see load) and resolves the
+// credentials where the CLI runs. env is the environment the command acts on, "" for all.
+func (c *common) environments(cmd *cobra.Command, env string) (*pipeline.Environments, error) {
+	stderr := cmd.ErrOrStderr()
+	f, err := c.load(cmd.Flags(), env)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			env, _ := cmd.Flags().GetString("env")
-			x, err := c.environments(cmd.ErrOrStderr())
+			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -42,7 +42,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 	}
 	c.flags(cmd)
 	f := cmd.Flags()
-	f.String("env", "", "the environment, as the file names it")
+	f.String("env", "", "the environment, as the file names it (without a file: its name)")
 	_ = cmd.MarkFlagRequired("env")
 	f.StringVar(&approvedBy, "approved-by", "", "who approved the deploy: required by protected environments")
 	f.StringVar(&artifacts, "artifacts", "", "the directory an ssh target deploys")
@@ -76,7 +76,7 @@ func rollbackCmd() *cobra.Command {
 		Short: "Make each host's previous release (or a named kept one) live again",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			x, err := c.environments(cmd.ErrOrStderr())
+			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ func rollbackCmd() *cobra.Command {
 		},
 	}
 	c.flags(cmd)
-	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it")
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it (without a file: its name)")
 	_ = cmd.MarkFlagRequired("env")
 	cmd.Flags().StringVar(&to, "to", "", "the release to go back to (default: each host's previous one)")
 	cmd.Flags().StringVar(&approvedBy, "approved-by", "", "who approved the rollback: required by protected environments")
@@ -103,7 +103,7 @@ func statusCmd() *cobra.Command {
 		Short: "Show what runs where, for every environment of the file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			x, err := c.environments(cmd.ErrOrStderr())
+			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -131,7 +131,7 @@ func planCmd() *cobra.Command {
 		Short: "Show what a deploy would change on each host, changing nothing",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			x, err := c.environments(cmd.ErrOrStderr())
+			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -147,7 +147,7 @@ func planCmd() *cobra.Command {
 	}
 	c.flags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&env, "env", "", "the environment, as the file names it")
+	f.StringVar(&env, "env", "", "the environment, as the file names it (without a file: its name)")
 	_ = cmd.MarkFlagRequired("env")
 	f.StringVar(&artifacts, "artifacts", "", "the directory an ssh target would deploy")
 	f.StringVar(&imagePath, "image-tar", "", "an OCI layout directory or image tarball")
@@ -164,7 +164,7 @@ func historyCmd() *cobra.Command {
 		Short: "List an environment's deployment records",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			x, err := c.environments(cmd.ErrOrStderr())
+			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -179,7 +179,7 @@ func historyCmd() *cobra.Command {
 		},
 	}
 	c.flags(cmd)
-	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it")
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it (without a file: its name)")
 	_ = cmd.MarkFlagRequired("env")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many records, the newest")
 	return cmd
@@ -193,7 +193,7 @@ func unlockCmd() *cobra.Command {
 		Short: "Break an environment's deploy lock, whoever holds it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			x, err := c.environments(cmd.ErrOrStderr())
+			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -210,7 +210,7 @@ func unlockCmd() *cobra.Command {
 		},
 	}
 	c.flags(cmd)
-	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it")
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it (without a file: its name)")
 	_ = cmd.MarkFlagRequired("env")
 	return cmd
 }
