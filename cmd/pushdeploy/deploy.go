@@ -6,7 +6,9 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline"
 )
 
-func init() { commands = append(commands, deployCmd, rollbackCmd, statusCmd, planCmd, historyCmd, unlockCmd) }
+func init() {
+	commands = append(commands, deployCmd, rollbackCmd, statusCmd, planCmd, historyCmd, unlockCmd)
+}
 
 func deployCmd() *cobra.Command {
 	var c common
