@@ -2,9 +2,10 @@
 // directory on a host reached over SSH. It is the targets.Locker and targets.Journal of the
 // kinds whose hosts are plain machines (the Docker target; the server target can use it too).
 //
-// The lock is a file created atomically (the shell's noclobber, O_EXCL underneath) holding
-// the lock's JSON; renewing replaces it atomically (write beside, rename). The history is a
-// JSON-lines file, one record a line, appended.
+// Every change of the lock happens under flock(1) on a guard file (util-linux, on every
+// mainstream distribution), and the lock file is replaced by rename: deciding and writing
+// are one atomic step and a reader always sees a whole lock. Expiry is judged by the
+// deploying machine's clock. The history is a JSON-lines file, one record a line, appended.
 //
 // This package is plain Go: it never imports the Dagger bindings.
 package hoststate
@@ -12,12 +13,15 @@ package hoststate
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
@@ -47,7 +51,7 @@ func New(dial Dialer, dir, target string) (*Files, error) {
 	return &Files{dial: dial, dir: path.Clean(dir), target: target}, nil
 }
 
-func (f *Files) lockFile() string    { return f.dir + "/lock.json" }
+func (f *Files) lockFile() string    { return f.dir + "/lock" }
 func (f *Files) historyFile() string { return f.dir + "/history.jsonl" }
 
 // run runs a shell line on the host, input (when not nil) its stdin, and returns its stdout
@@ -57,8 +61,8 @@ func (f *Files) run(ctx context.Context, line string, input []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	var out, errb bytes.Buffer
-	cmd := sshconn.Cmd{Line: line, Stdout: &out, Stderr: &errb}
+	var out bytes.Buffer
+	cmd := sshconn.Cmd{Line: line, Stdout: &out}
 	if input != nil {
 		cmd.Stdin = bytes.NewReader(input)
 	}
@@ -68,116 +72,118 @@ func (f *Files) run(ctx context.Context, line string, input []byte) ([]byte, err
 
 // Exit statuses of the lock scripts.
 const (
-	statusHeld = 3 // the lock file exists: its content is on stdout
+	statusHeld    = 3 // someone else holds it: the lock file is on stdout
+	statusNoFlock = 4 // flock(1) is missing on the host
 )
 
-// Acquire creates the lock file for l when there is none; a lock that has expired is
-// replaced. A lock held by someone else is a *targets.HeldError.
-func (f *Files) Acquire(ctx context.Context, l targets.Lock) error {
-	b, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	// noclobber makes > fail when the file exists: the creation is the atomic test.
-	line := fmt.Sprintf("mkdir -p %s && if (set -C; cat > %s) 2>/dev/null; then exit 0; else cat %s; exit %d; fi",
-		sshconn.Quote(f.dir), sshconn.Quote(f.lockFile()), sshconn.Quote(f.lockFile()), statusHeld)
-	for attempt := 0; attempt < 3; attempt++ {
-		out, err := f.run(ctx, line, b)
-		if err == nil {
-			return nil
-		}
-		var ee *sshconn.ExitError
-		if !errors.As(err, &ee) || ee.Status != statusHeld {
-			return fmt.Errorf("taking the deploy lock of %s in %s: %w", f.target, f.dir, err)
-		}
-		if len(bytes.TrimSpace(out)) == 0 {
-			// Created an instant ago and not written yet: someone is taking it right now.
-			return &targets.HeldError{Target: f.target, Holder: targets.Lock{Owner: "another deploy (taking it at this moment)", Acquired: l.Acquired, Expires: l.Expires}}
-		}
-		held, perr := parseLock(out)
-		if perr != nil {
-			return fmt.Errorf("taking the deploy lock of %s: %s holds something unreadable (%v); unlock to clear it", f.target, f.lockFile(), perr)
-		}
-		if !held.Expired(l.Acquired) {
-			return &targets.HeldError{Target: f.target, Holder: *held}
-		}
-		// Expired: remove exactly what we read (not a lock someone took meanwhile), then
-		// try again.
-		if err := f.removeIf(ctx, out); err != nil {
-			return fmt.Errorf("taking the expired deploy lock of %s: %w", f.target, err)
-		}
-	}
-	return fmt.Errorf("taking the deploy lock of %s: it changed hands while being taken; try again", f.target)
+// guarded runs body under flock(1) on the guard file, the lock file's path in $f: deciding
+// (free, expired, ours) and writing are one atomic step, even when two deploys take an
+// expired lock at once. The lock file is replaced by rename, so a reader sees a whole lock.
+func (f *Files) guarded(ctx context.Context, body string, input []byte) ([]byte, error) {
+	q := sshconn.Quote
+	line := fmt.Sprintf(`mkdir -p %[1]s || exit 1
+command -v flock >/dev/null 2>&1 || { echo 'flock (util-linux) is needed on the host for the deploy lock' >&2; exit %[2]d; }
+exec 9>>%[3]s
+flock -w 30 9 || { echo 'timed out waiting for the lock guard' >&2; exit 1; }
+f=%[4]s
+%[5]s`, q(f.dir), statusNoFlock, q(f.dir+"/lock.guard"), q(f.lockFile()), body)
+	return f.run(ctx, line, input)
 }
 
-// removeIf removes the lock file when its content is still want.
-func (f *Files) removeIf(ctx context.Context, want []byte) error {
-	line := fmt.Sprintf(`[ "$(cat %s 2>/dev/null)" = "$(cat)" ] && rm -f %s; exit 0`, sshconn.Quote(f.lockFile()), sshconn.Quote(f.lockFile()))
-	_, err := f.run(ctx, line, bytes.TrimRight(want, "\n"))
-	return err
+// The lock file:
+//
+//	line 1: expiry, unix seconds (compared by the shell under the guard)
+//	line 2: the holder's token (owner, pipeline, acquired)
+//	line 3: the lock as JSON
+func token(l targets.Lock) string {
+	s := sha256.Sum256([]byte(l.Owner + "\x00" + l.PipelineID + "\x00" + l.Acquired.UTC().Format(time.RFC3339Nano)))
+	return hex.EncodeToString(s[:16])
+}
+
+func lockFile(l targets.Lock) ([]byte, error) {
+	j, err := json.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(fmt.Sprintf("%d\n%s\n%s\n", l.Expires.Unix(), token(l), j)), nil
 }
 
 func parseLock(b []byte) (*targets.Lock, error) {
+	parts := strings.SplitN(string(b), "\n", 3)
+	if len(parts) < 3 {
+		return nil, errors.New("malformed lock file")
+	}
 	var l targets.Lock
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, err
+	if err := json.Unmarshal([]byte(strings.TrimSpace(parts[2])), &l); err != nil {
+		return nil, fmt.Errorf("malformed lock file: %w", err)
 	}
 	return &l, nil
 }
 
-func same(a, b targets.Lock) bool {
-	return a.Owner == b.Owner && a.PipelineID == b.PipelineID && a.Acquired.Equal(b.Acquired)
+// Acquire takes the lock for l when nobody holds it or the holder's lock expired before
+// l.Acquired (the deploying machine's clock). A lock held by someone else is a
+// *targets.HeldError.
+func (f *Files) Acquire(ctx context.Context, l targets.Lock) error {
+	b, err := lockFile(l)
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf(`if [ -s "$f" ] && [ "$(head -n 1 "$f")" -gt %d ] 2>/dev/null; then cat "$f"; exit %d; fi
+cat > "$f.tmp" && mv -f "$f.tmp" "$f"
+`, l.Acquired.Unix(), statusHeld)
+	out, err := f.guarded(ctx, body, b)
+	if err == nil {
+		return nil
+	}
+	var ee *sshconn.ExitError
+	if errors.As(err, &ee) && ee.Status == statusHeld {
+		held, perr := parseLock(out)
+		if perr != nil {
+			return fmt.Errorf("taking the deploy lock of %s: %s holds something unreadable (%v); unlock to clear it", f.target, f.lockFile(), perr)
+		}
+		return &targets.HeldError{Target: f.target, Holder: *held}
+	}
+	return fmt.Errorf("taking the deploy lock of %s in %s: %w", f.target, f.dir, err)
 }
 
 // Renew writes l's new expiry when l still holds the lock.
 func (f *Files) Renew(ctx context.Context, l targets.Lock) error {
-	held, err := f.Holder(ctx)
+	b, err := lockFile(l)
 	if err != nil {
 		return err
 	}
-	if held == nil || !same(*held, l) {
-		who := "nobody"
-		if held != nil {
-			who = held.String()
-		}
-		return fmt.Errorf("renewing the deploy lock of %s: it is no longer ours (held by %s)", f.target, who)
+	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" != %s ]; then cat "$f" 2>/dev/null; exit %d; fi
+cat > "$f.tmp" && mv -f "$f.tmp" "$f"
+`, token(l), statusHeld)
+	out, err := f.guarded(ctx, body, b)
+	if err == nil {
+		return nil
 	}
-	b, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	tmp := f.lockFile() + ".renew"
-	line := fmt.Sprintf("cat > %s && mv -f %s %s", sshconn.Quote(tmp), sshconn.Quote(tmp), sshconn.Quote(f.lockFile()))
-	if _, err := f.run(ctx, line, b); err != nil {
+	var ee *sshconn.ExitError
+	if !errors.As(err, &ee) || ee.Status != statusHeld {
 		return fmt.Errorf("renewing the deploy lock of %s: %w", f.target, err)
 	}
-	return nil
+	who := "nobody (it was broken, or expired and taken and released)"
+	if held, perr := parseLock(out); perr == nil {
+		who = held.String()
+	}
+	return fmt.Errorf("renewing the deploy lock of %s: it is no longer ours: held by %s", f.target, who)
 }
 
 // Release removes the lock when l holds it; someone else's lock is left alone.
 func (f *Files) Release(ctx context.Context, l targets.Lock) error {
-	line := fmt.Sprintf("cat %s 2>/dev/null; exit 0", sshconn.Quote(f.lockFile()))
-	out, err := f.run(ctx, line, nil)
-	if err != nil {
-		return fmt.Errorf("releasing the deploy lock of %s: %w", f.target, err)
-	}
-	if len(bytes.TrimSpace(out)) == 0 {
-		return nil
-	}
-	held, err := parseLock(out)
-	if err != nil || !same(*held, l) {
-		return nil
-	}
-	if err := f.removeIf(ctx, out); err != nil {
+	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" = %s ]; then rm -f "$f"; fi
+`, token(l))
+	if _, err := f.guarded(ctx, body, nil); err != nil {
 		return fmt.Errorf("releasing the deploy lock of %s: %w", f.target, err)
 	}
 	return nil
 }
 
-// Holder reads the lock, nil when nobody holds it.
+// Holder reads the lock, nil when nobody holds it (an expired lock is reported, with its
+// expiry).
 func (f *Files) Holder(ctx context.Context) (*targets.Lock, error) {
-	line := fmt.Sprintf("cat %s 2>/dev/null; exit 0", sshconn.Quote(f.lockFile()))
-	out, err := f.run(ctx, line, nil)
+	out, err := f.run(ctx, "cat "+sshconn.Quote(f.lockFile())+" 2>/dev/null; exit 0", nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading the deploy lock of %s: %w", f.target, err)
 	}
@@ -193,7 +199,7 @@ func (f *Files) Holder(ctx context.Context) (*targets.Lock, error) {
 
 // Break removes the lock whoever holds it.
 func (f *Files) Break(ctx context.Context) error {
-	if _, err := f.run(ctx, "rm -f "+sshconn.Quote(f.lockFile()), nil); err != nil {
+	if _, err := f.guarded(ctx, `rm -f "$f"`+"\n", nil); err != nil {
 		return fmt.Errorf("breaking the deploy lock of %s: %w", f.target, err)
 	}
 	return nil

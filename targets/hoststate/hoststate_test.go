@@ -76,7 +76,7 @@ func TestLockLifecycle(t *testing.T) {
 	if l, err := f.Holder(ctx); err != nil || l != nil {
 		t.Errorf("holder after release = %v, %v; want nobody", l, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "lock.json")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "lock")); !os.IsNotExist(err) {
 		t.Errorf("lock file still there: %v", err)
 	}
 }
