@@ -24,7 +24,7 @@ func TestDeployThroughTheModule(t *testing.T) {
 	hosts := testbench.SSHHosts(t, 1)
 	reg := testbench.InProcessRegistry(t)
 	port := testbench.FreePort(t)
-	targetExtra = assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket), docker.WithStateDir(t.TempDir())}}
+	targetExtra = assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket), docker.WithStateDir(hosts[0].Dir)}}
 	t.Cleanup(func() { targetExtra = assemble.Extra{} })
 
 	version := "v1"

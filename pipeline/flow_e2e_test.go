@@ -132,7 +132,7 @@ environments:
 		}
 		return f
 	}
-	maker := assemble.Maker(assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket), docker.WithStateDir(t.TempDir())}})
+	maker := assemble.Maker(assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket), docker.WithStateDir(hosts[0].Dir)}})
 	var log bytes.Buffer
 	version := "v1"
 	deploy := func(f *config.File, env, approvedBy string, art *pipeline.Artifact) (*pipeline.Record, error) {

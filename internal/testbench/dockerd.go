@@ -127,8 +127,19 @@ func startDockerd() (*Dockerd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dockerd directory: %w", err)
 	}
+	// The bench's SSH user (DefaultSSHUser, in group docker) reaches the socket through
+	// this directory, as a deploy user in the docker group does on a real host.
+	if err := ensureGroup(DockerGroup); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("dockerd socket group: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("dockerd directory: %w", err)
+	}
 	d := &Dockerd{Socket: filepath.Join(dir, "docker.sock"), Dir: dir, done: make(chan struct{}), log: &dockerdOutput{}}
 	d.cmd = exec.Command(DockerdBinary,
+		"--group", DockerGroup,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "dockerd.pid"),

@@ -82,11 +82,19 @@ type sshOptions struct {
 	extra  []string
 }
 
-// SSHUser makes the hosts log in a non-root user (created when missing, shell /bin/sh, the
-// password field "*" so that key login works without PAM), member of groups. Default: root.
-// Prefer it: root's shell is bash, which reads ~/.bashrc for every SSH command, and on a
-// developer's machine that may be slow or take locks (pyenv init takes a lock file that a
-// session killed mid-start leaves behind, hanging every later root session).
+// DefaultSSHUser is the login user of the bench's hosts unless SSHUser says otherwise: a
+// non-root user with /bin/sh, in group docker (it reaches the bench's Docker Engine as a
+// deploy user does). Not root: root's shell is bash, which reads ~/.bashrc for every SSH
+// command, and on this machine image that runs pyenv init — about a second per command,
+// and a lock file that a session killed mid-start leaves behind hangs every later one.
+const DefaultSSHUser = "pdtest"
+
+// DockerGroup is the group whose members may use the bench's Docker Engine socket.
+const DockerGroup = "docker"
+
+// SSHUser makes the hosts log in name (created when missing, shell /bin/sh, the password
+// field "*" so that key login works without PAM), member of groups; "root" logs in root.
+// Default: DefaultSSHUser in DockerGroup.
 func SSHUser(name string, groups ...string) SSHOption {
 	return func(o *sshOptions) { o.user, o.groups = name, groups }
 }
@@ -110,7 +118,7 @@ func SSHConfig(lines ...string) SSHOption {
 // they started) when the test ends. It skips the test (Unavailable) when sshd cannot run here.
 func SSHHosts(t testing.TB, n int, opts ...SSHOption) []*SSHHost {
 	t.Helper()
-	o := sshOptions{user: "root"}
+	o := sshOptions{user: DefaultSSHUser, groups: []string{DockerGroup}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -413,14 +421,25 @@ func descendants(root int) []int {
 	return out
 }
 
+// ensureGroup creates group g when it does not exist.
+func ensureGroup(g string) error {
+	if _, err := user.LookupGroup(g); err == nil {
+		return nil
+	}
+	if out, err := exec.Command("groupadd", g).CombinedOutput(); err != nil {
+		if _, lerr := user.LookupGroup(g); lerr != nil { // another test may have made it
+			return fmt.Errorf("groupadd %s: %v: %s", g, err, out)
+		}
+	}
+	return nil
+}
+
 // ensureUser creates a login user whose password field is "*" (key login without PAM; "!"
 // would count as locked), and adds it to groups, creating them when missing.
 func ensureUser(name string, groups []string) (uid, gid int, err error) {
 	for _, g := range groups {
-		if _, err := user.LookupGroup(g); err != nil {
-			if out, err := exec.Command("groupadd", g).CombinedOutput(); err != nil {
-				return 0, 0, fmt.Errorf("groupadd %s: %v: %s", g, err, out)
-			}
+		if err := ensureGroup(g); err != nil {
+			return 0, 0, err
 		}
 	}
 	if _, err := user.Lookup(name); err != nil {
@@ -447,4 +466,35 @@ func ensureUser(name string, groups []string) (uid, gid int, err error) {
 		return 0, 0, errors.New("user is root")
 	}
 	return uid, gid, nil
+}
+
+// CPU is the processor time the server and its finished sessions have used so far (user
+// and system; a session counts once it has ended). Benchmarks use it to tell the work the
+// hosts do from the client's when one machine plays many hosts.
+func (h *SSHHost) CPU() time.Duration {
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// Fields 14-17 of stat (utime, stime, cutime, cstime) are 11-14 after the name.
+	if len(f) < 15 {
+		return 0
+	}
+	var ticks int64
+	for _, s := range f[11:15] {
+		n, _ := strconv.ParseInt(s, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
