@@ -511,3 +511,22 @@ func TestOverrideErrorsLeaveTheFile(t *testing.T) {
 		})
 	}
 }
+
+// A File built in code is held to the schema's tags as a parsed one is: required keys,
+// enums, patterns and bounds, a zero value counting as absent.
+func TestValidateTagsOfFileBuiltInCode(t *testing.T) {
+	f := &config.File{App: "web", Image: &config.Image{Username: "ci", Password: "P"}, Environments: map[string]*config.Environment{
+		"staging": {Docker: &config.DockerTarget{Hosts: []config.HostSpec{{Host: "h", Port: 70000}}, SSHAccess: config.SSHAccess{User: "u"}, Restart: "sometimes"}},
+		"prod":    {SSH: &config.SSHTarget{Hosts: []config.HostSpec{{Host: "h"}}, SSHAccess: config.SSHAccess{User: "u"}}, Health: &config.Health{HTTP: &config.HTTPCheck{}}},
+	}}
+	want := strings.Join([]string{
+		`pushdeploy.yaml: environments.prod.health.http: missing required key "url"`,
+		`pushdeploy.yaml: environments.prod.ssh: missing required key "path"`,
+		`pushdeploy.yaml: environments.staging.docker.hosts[0].port: 70000 is more than the maximum 65535`,
+		`pushdeploy.yaml: environments.staging.docker.restart: "sometimes" is not one of "no", "always", "unless-stopped", "on-failure"`,
+		`pushdeploy.yaml: image: missing required key "repository"`,
+	}, "\n")
+	if err := f.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() =\n%v\nwant:\n%s", err, want)
+	}
+}
