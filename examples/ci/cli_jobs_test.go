@@ -1,6 +1,7 @@
 package ci
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rhysd/actionlint"
 	"sigs.k8s.io/yaml"
@@ -62,9 +65,18 @@ func TestCLIJobsDeploy(t *testing.T) {
 	)
 	run := func(job string, extra ...string) (string, error) {
 		t.Helper()
-		cmd := exec.Command("bash", "-eo", "pipefail", "-c", steps[job])
+		// A guard against a hung deploy, not a timing assertion: the step is killed, with
+		// the CLI it started, so that the test fails with the output instead of hanging.
+		ctx, cancel := context.WithTimeout(context.Background(), stepGuard)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-eo", "pipefail", "-c", steps[job])
 		cmd.Dir, cmd.Env = dir, append(env, extra...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("%s's deploy step did not end within %s:\n%s", job, stepGuard, out)
+		}
 		return string(out), err
 	}
 
@@ -110,6 +122,9 @@ func TestCLIJobsDeploy(t *testing.T) {
 		t.Errorf("Slack got %d notifications, want 2 (staging and production): %q", len(slack), slack)
 	}
 }
+
+// stepGuard bounds one deploy step of TestCLIJobsDeploy.
+const stepGuard = 4 * time.Minute
 
 // deploySteps returns the run: script of the deploy step of the cli-* jobs.
 func deploySteps(t *testing.T) map[string]string {
