@@ -51,7 +51,8 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	state    *hoststate.Files
+	lock     *hoststate.Files
+	journal  hoststate.Journals
 }
 
 var (
@@ -101,7 +102,7 @@ func New(app, env string, hosts []string, opts ...Option) (*Target, error) {
 			return nil, fmt.Errorf("docker target %s/%s: environment given for host %q, which is not one of the hosts %q", app, env, h, hosts)
 		}
 	}
-	if t.state, err = newState(t); err != nil {
+	if t.lock, t.journal, err = newState(t); err != nil {
 		return nil, fmt.Errorf("docker target %s/%s: %w", app, env, err)
 	}
 	return t, nil
@@ -120,10 +121,11 @@ func (t *Target) Hosts() []targets.Host {
 }
 
 // Locker is the deploy lock, a file on the first host (see WithStateDir).
-func (t *Target) Locker() targets.Locker { return t.state }
+func (t *Target) Locker() targets.Locker { return t.lock }
 
-// Journal is the deployment history, a file on the first host (see WithStateDir).
-func (t *Target) Journal() targets.Journal { return t.state }
+// Journal is the deployment history, appended on every host and read from the first that
+// answers (see WithStateDir).
+func (t *Target) Journal() targets.Journal { return t.journal }
 
 // Close closes every host's connections.
 func (t *Target) Close() error {

@@ -21,6 +21,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/targets"
@@ -241,4 +242,39 @@ func (f *Files) Records(ctx context.Context, limit int) ([]json.RawMessage, erro
 		recs = append(recs, json.RawMessage(l))
 	}
 	return recs, nil
+}
+
+// Journals is the history of a target kept on each of its hosts: a record is appended on
+// every host (so that any host tells what was deployed to it) and read from the first host
+// that answers.
+type Journals []*Files
+
+var _ targets.Journal = Journals(nil)
+
+// Append appends record on every host, in parallel; it fails when any host fails.
+func (js Journals) Append(ctx context.Context, record json.RawMessage) error {
+	errs := make([]error, len(js))
+	var wg sync.WaitGroup
+	for i, f := range js {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.Append(ctx, record)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Records reads the history of the first host that answers.
+func (js Journals) Records(ctx context.Context, limit int) ([]json.RawMessage, error) {
+	var errs []error
+	for _, f := range js {
+		recs, err := f.Records(ctx, limit)
+		if err == nil {
+			return recs, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }

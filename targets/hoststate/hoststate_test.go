@@ -161,3 +161,30 @@ func TestRelativeDirRefused(t *testing.T) {
 		t.Errorf("relative dir: %v", err)
 	}
 }
+
+func TestJournalsOnEveryHost(t *testing.T) {
+	a, _ := files(t)
+	b, _ := files(t)
+	ctx := context.Background()
+	js := Journals{a, b}
+	if err := js.Append(ctx, json.RawMessage(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range js {
+		if recs, err := f.Records(ctx, 0); err != nil || len(recs) != 1 {
+			t.Errorf("host %d: records = %q, %v; want the one", i, recs, err)
+		}
+	}
+	// A host that cannot be reached: the next one answers; appending fails naming it.
+	down, err := New(func(context.Context) (*sshconn.Client, error) { return nil, errors.New("host down") }, "/x", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js = Journals{down, b}
+	if recs, err := js.Records(ctx, 0); err != nil || len(recs) != 1 {
+		t.Errorf("records with the first host down = %q, %v", recs, err)
+	}
+	if err := js.Append(ctx, json.RawMessage(`{"n":2}`)); err == nil || !strings.Contains(err.Error(), "host down") {
+		t.Errorf("append with a host down: %v", err)
+	}
+}
