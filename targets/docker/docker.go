@@ -3,7 +3,7 @@
 // forwarded over the SSH connection (what `docker -H ssh://` does), with typed calls and no
 // shell strings.
 //
-// A release is a container named <app>-<env>-<release id>, created from the image pulled by
+// A release is a container named <app>-<env>-<release id> (see WithContainerName), created from the image pulled by
 // digest and labelled with the release. Activating a release stops the live container
 // gracefully (it is kept, stopped, for rollback) and starts the release's container. The
 // container's own HEALTHCHECK says whether it is healthy when the image has one
@@ -242,6 +242,9 @@ func (h *Host) engine(ctx context.Context) (*client.Client, error) {
 // containerName is the name of release id's container.
 func (h *Host) containerName(id string) string {
 	n := h.t.app + "-" + h.t.env + "-"
+	if h.t.o.namePrefix != "" {
+		n = h.t.o.namePrefix + "-"
+	}
 	if h.t.o.hostScope {
 		n += unsafeName.ReplaceAllString(h.addr, "_") + "-"
 	}

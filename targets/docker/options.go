@@ -36,6 +36,7 @@ type options struct {
 	healthWait   time.Duration
 	stateDir     string
 	hostScope    bool
+	namePrefix   string
 	blueGreen    *BlueGreen
 	switchTmpl   *template.Template
 	envTmpl      []*template.Template
@@ -242,6 +243,19 @@ func WithStopTimeout(d time.Duration) Option {
 			return fmt.Errorf("stop timeout %s is negative", d)
 		}
 		o.stopTimeout = d
+		return nil
+	}
+}
+
+// WithContainerName sets the prefix of container names: each release's container is
+// <prefix>-<release id>. Containers are found by their labels, not their names. Default:
+// "<app>-<env>".
+func WithContainerName(prefix string) Option {
+	return func(o *options) error {
+		if !validName.MatchString(prefix) {
+			return fmt.Errorf("container name %q: want letters, digits, '_', '.', '-', starting with a letter or digit", prefix)
+		}
+		o.namePrefix = prefix
 		return nil
 	}
 }

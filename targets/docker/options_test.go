@@ -34,6 +34,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"cpus", "web", []string{"h"}, []Option{key, WithCPUs(0)}, "cpus 0"},
 		{"registry", "web", []string{"h"}, []Option{key, WithRegistryAuth("u", "")}, "user and password"},
 		{"state dir", "web", []string{"h"}, []Option{key, WithStateDir("state")}, `state directory "state"`},
+		{"container name", "web", []string{"h"}, []Option{key, WithContainerName("-web")}, `container name "-web"`},
 		{"slots equal", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8081}, ContainerPort: 80, Switch: "x"})}, "must differ"},
 		{"slot range", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{0, 8081}, ContainerPort: 80, Switch: "x"})}, "between 1 and 65535"},
 		{"no switch", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8082}, ContainerPort: 80})}, "no switch command"},

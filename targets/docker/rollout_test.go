@@ -358,6 +358,7 @@ func TestContainerConfiguration(t *testing.T) {
 		WithRestartPolicy("on-failure:3"),
 		WithMemory("64m"),
 		WithCPUs(0.5),
+		WithContainerName(b.app+"-svc"),
 	)
 	ref, dg := b.image("v1", nil)
 	r := b.release("20261127T000001Z", "v1", ref, dg)
@@ -367,9 +368,10 @@ func TestContainerConfiguration(t *testing.T) {
 	if _, err := pipeline.Rollout(ctx, tg, r, pipeline.WithLogger(&log)); err != nil {
 		t.Fatal(err)
 	}
-	b.expect(b.name(r.ID), "200 ok v1")
+	name := b.app + "-svc-" + r.ID
+	b.expect(name, "200 ok v1")
 
-	c, err := b.cli.ContainerInspect(ctx, b.name(r.ID))
+	c, err := b.cli.ContainerInspect(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
