@@ -645,3 +645,16 @@ func TestDeltaFromAFreshMachine(t *testing.T) {
 	}
 	assertCurrent(t, hosts[0], files)
 }
+
+func TestThroughJumpHost(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser)
+	bastion, h := hosts[0], hosts[1]
+	tg, err := ssh.New("myapp", "test", []ssh.HostConfig{{Addr: h.Addr, Path: appDir(h)}},
+		ssh.User(h.User), ssh.PrivateKey(h.ClientKey), ssh.KnownHosts(testbench.KnownHostsOf(hosts)), ssh.Jump(bastion.Addr), ssh.ManifestCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	deploy(t, tg, release(t, tg, "r1", writeTree(t, v1)))
+	assertCurrent(t, h, v1)
+}
