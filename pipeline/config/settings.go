@@ -139,12 +139,13 @@ var settingFields = func() []SettingField {
 // SettingFields lists the fields of Settings in their order, for binding flags.
 func SettingFields() []SettingField { return slices.Clone(settingFields) }
 
-// Given lists the flags of the settings that are given (not zero), in field order.
+// Given lists the flags of the settings that are given (not zero), in field order, but for
+// those the commands define themselves (--env, which every command takes anyway).
 func (s Settings) Given() []string {
 	var out []string
 	rv := reflect.ValueOf(s)
 	for i, sf := range settingFields {
-		if !rv.Field(i).IsZero() {
+		if !sf.Own && !rv.Field(i).IsZero() {
 			out = append(out, "--"+sf.Flag)
 		}
 	}

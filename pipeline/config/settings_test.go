@@ -405,7 +405,7 @@ func TestFromSettingsErrors(t *testing.T) {
 }
 
 func TestSettingsGivenAndFields(t *testing.T) {
-	s := config.Settings{App: "a", Hosts: []string{"h"}, CPUs: 0.5, Protected: true}
+	s := config.Settings{App: "a", Env: "e", Hosts: []string{"h"}, CPUs: 0.5, Protected: true}
 	if got := s.Given(); !reflect.DeepEqual(got, []string{"--app", "--hosts", "--cpus", "--protected"}) {
 		t.Errorf("Given() = %v", got)
 	}
