@@ -405,7 +405,7 @@ func render(output, log string, rec *pipeline.Record) (string, error) {
 		return b.String(), err
 	}
 	b.WriteString(log)
-	if rec != nil && rec.Release != "" {
+	if rec != nil && rec.Outcome != "" { // a deploy refused at its gates has no record to show
 		pipeline.RenderRecord(&b, rec)
 	}
 	return b.String(), nil

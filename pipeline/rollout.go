@@ -120,7 +120,20 @@ func (e *engine) rollback(ctx context.Context, to string) (*Result, error) {
 		}
 		dest[i] = d
 	}
-	rec := newRecord("rollback", e.t, targets.Release{ID: firstNonEmpty(to, "previous")}, e.o)
+	// The record names the release the hosts go back to when they share one.
+	back := targets.Release{ID: dest[0]}
+	for i, d := range dest {
+		if d != back.ID {
+			back = targets.Release{ID: "previous"}
+			break
+		}
+		for _, k := range st[i].Kept {
+			if k.ID == d {
+				back.Version, back.Digest, back.Image = k.Version, k.Digest, k.Image
+			}
+		}
+	}
+	rec := newRecord("rollback", e.t, back, e.o)
 	moves := make([]move, len(st))
 	for i, s := range st {
 		moves[i] = move{id: dest[i], skip: s.Live != nil && s.Live.ID == dest[i]}

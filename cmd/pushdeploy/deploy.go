@@ -64,7 +64,7 @@ func printRecord(cmd *cobra.Command, output string, rec *pipeline.Record) error 
 	if output == "json" {
 		return pipeline.JSON(cmd.OutOrStdout(), rec)
 	}
-	if rec.Release != "" {
+	if rec.Outcome != "" { // a deploy refused at its gates has no record to show
 		pipeline.RenderRecord(cmd.OutOrStdout(), rec)
 	}
 	return nil
