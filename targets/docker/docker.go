@@ -9,6 +9,14 @@
 // container's own HEALTHCHECK says whether it is healthy when the image has one
 // (targets.SelfChecker); the pipeline's configured check runs after it.
 //
+// Between stopping the old container and the new one listening, nothing serves: the seed's
+// stop-then-start, measured in bench/docker. WithBlueGreen removes that gap when a reverse
+// proxy on the host sits in front of the application: the new release starts beside the
+// live one on a second port and takes over only once it is ready.
+//
+// The deploy lock and the history are files on the hosts (package hoststate), shared with
+// the server target's design.
+//
 // This package is plain Go: it never imports the Dagger bindings.
 package docker
 
@@ -186,6 +194,21 @@ func (h *Host) sshClientLocked(ctx context.Context) (*sshconn.Client, error) {
 		return nil, err
 	}
 	h.ssh = c
+	// When the connection drops (a network blip, sshd restarted), forget it and the engine
+	// client that rides on it: the next call dials again, so a rollback after a lost
+	// connection still reaches the host.
+	go func() {
+		c.SSH().Wait()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.ssh == c {
+			h.ssh = nil
+			if h.cli != nil {
+				h.cli.Close()
+				h.cli = nil
+			}
+		}
+	}()
 	return c, nil
 }
 

@@ -409,3 +409,23 @@ func TestContainerConfiguration(t *testing.T) {
 		}
 	}
 }
+
+func TestReconnectsAfterSSHDropped(t *testing.T) {
+	b := newBench(t)
+	tg := b.target()
+	r1 := b.deployV1(tg)
+
+	// The host's sshd dies with every session, and comes back: the same target deploys on.
+	if err := b.hosts[0].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	ref, dg := b.image("v2", nil)
+	r2 := b.release("20261127T000002Z", "v2", ref, dg)
+	if err := b.rollout(tg, r2); err != nil {
+		t.Fatal(err)
+	}
+	b.expect(b.name(r2.ID), "200 ok v2")
+	if got := b.kept(tg); !equal(got, []string{r1.ID, r2.ID}) {
+		t.Errorf("kept = %q", got)
+	}
+}
