@@ -429,3 +429,20 @@ func TestReconnectsAfterSSHDropped(t *testing.T) {
 		t.Errorf("kept = %q", got)
 	}
 }
+
+func TestThroughJumpHost(t *testing.T) {
+	b := newBench(t)
+	jump := testbench.SSHHosts(t, 1, noRehashWait)[0]
+	// The Docker host is reached only through the jump host: every engine call and every
+	// lock command travels two SSH hops.
+	jumpOpts := []sshconn.Option{sshconn.PrivateKey(jump.ClientKey), sshconn.KnownHosts(jump.KnownHosts)}
+	tg := b.target(WithSSH(sshconn.Jump(jump.Addr, jumpOpts...)))
+	r1 := b.deployV1(tg)
+	st, err := tg.Hosts()[0].Status(context.Background())
+	if err != nil || st.Live == nil || st.Live.ID != r1.ID {
+		t.Errorf("status through the jump host = %+v, %v", st, err)
+	}
+	if !strings.Contains(jump.Log(), "Accepted publickey") {
+		t.Errorf("the jump host saw no login:\n%s", jump.Log())
+	}
+}
