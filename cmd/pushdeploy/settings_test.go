@@ -2,9 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/targets/docker"
 )
 
 // parsed is a command with the common flags, parsed from args.
@@ -158,16 +162,32 @@ func TestCommandsTakeSettings(t *testing.T) {
 
 // Without a file, the flags alone reach a real target: a docker environment on a real sshd
 // host answers unlock and history (its lock and records live in files over SSH). The login
-// is not root: root's shell startup here is slow and not what is tested.
+// is not root: root's shell startup here is slow and not what is tested. The host is this
+// machine, so the test makes the target's state directory the login's own, under a name of
+// its own.
 func TestNoFileRealHost(t *testing.T) {
 	hosts := testbench.SSHHosts(t, 1, testbench.SSHUser("pdtest"))
 	h := hosts[0]
+	app := fmt.Sprintf("cli-settings-%d", os.Getpid())
+	state := filepath.Join(docker.DefaultStateDir, app+"-staging")
+	u, err := user.Lookup(h.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	if err := os.Chown(state, uid, -1); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	key, kh := filepath.Join(dir, "key"), filepath.Join(dir, "known_hosts")
 	os.WriteFile(key, h.ClientKey, 0o600)
 	os.WriteFile(kh, h.KnownHosts, 0o644)
 	t.Chdir(dir)
-	args := []string{"--env", "staging", "--app", "web", "--kind", "docker", "--hosts", h.Addr, "--user", h.User,
+	args := []string{"--env", "staging", "--app", app, "--kind", "docker", "--hosts", h.Addr, "--user", h.User,
 		"--ssh-key", "file:" + key, "--known-hosts", "file:" + kh}
 	out, err := run(t, append([]string{"unlock"}, args...)...)
 	if err != nil || out != "staging was not locked\n" {
