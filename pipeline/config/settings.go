@@ -93,7 +93,7 @@ type Settings struct {
 type SettingField struct {
 	// Field is the Go field's name, e.g. "HealthURL".
 	Field string
-	// Flag is the flag's name without dashes, e.g. "health-url".
+	// Flag is the flag's name without the leading dashes, e.g. "health-url".
 	Flag string
 	// Help is the flag's help and the module parameter's comment.
 	Help string
