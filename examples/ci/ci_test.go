@@ -578,6 +578,7 @@ type ciCommand struct {
 	env           map[string]string // the step's environment (GitHub), name to raw value
 	ghEnvironment string            // the GitHub environment the job is bound to
 	submitter     string            // Jenkins: the input's submitterParameter
+	defined       map[string]bool   // Jenkins: the variables the sh step can expand
 }
 
 func ciCommands(t *testing.T) []ciCommand {
@@ -615,7 +616,13 @@ func ciCommands(t *testing.T) []ciCommand {
 			}
 		}
 	}
-	jf := string(read(t, jenkinsFile))
+	return append(cmds, jenkinsCommands(t, string(read(t, jenkinsFile)))...)
+}
+
+// jenkinsCommands returns the dagger and pushdeploy commands of a Jenkinsfile's sh steps.
+func jenkinsCommands(t *testing.T, jf string) []ciCommand {
+	t.Helper()
+	var cmds []ciCommand
 	submitter := ""
 	if m := regexp.MustCompile(`submitterParameter\s+'(\w+)'`).FindStringSubmatch(jf); m != nil {
 		submitter = m[1]
@@ -626,8 +633,9 @@ func ciCommands(t *testing.T) []ciCommand {
 		// lines, \\ is one backslash.
 		body = strings.ReplaceAll(body, "\\\n", "")
 		body = strings.ReplaceAll(body, `\\`, `\`)
+		defined := jenkinsVariables(jf, m[0])
 		for _, c := range commandsIn(t, jenkinsFile, lineAt(jf, m[2]), body, nil) {
-			c.submitter = submitter
+			c.submitter, c.defined = submitter, defined
 			cmds = append(cmds, c)
 		}
 	}
@@ -872,6 +880,96 @@ func summary(c ciCommand, mod *module, cli map[string]*command) string {
 		s += " export"
 	}
 	return s
+}
+
+// TestVariablesAreDefined: every $NAME and env:NAME a command uses is set where it runs: in
+// the step's env (or GitHub's defaults), or in Jenkins by the pipeline's environment, an
+// earlier env.NAME assignment, the stage's withCredentials or input, or Jenkins itself.
+func TestVariablesAreDefined(t *testing.T) {
+	cmds := ciCommands(t)
+	for _, c := range cmds {
+		if err := undefinedVariables(c); err != nil {
+			t.Errorf("%s: %v", c.where, err)
+		}
+	}
+	jf := string(read(t, jenkinsFile))
+	for _, c := range []struct{ file, old, new string }{
+		{workflowFile, "--ssh-key env:SSH_KEY", "--ssh-key env:SSH_KEYS"},
+		{workflowFile, `--approved-by "$APPROVED_BY"`, `--approved-by "$APPROVED"`},
+		{jenkinsFile, `--approved-by "$APPROVER"`, `--approved-by "$APPROVR"`},
+		{jenkinsFile, `"file:$SSH_KEY_FILE"`, `"file:$SSH_KEY_PATH"`},
+		{jenkinsFile, "variable: 'DATABASE_URL'", "variable: 'DB_URL'"},
+	} {
+		var bad []ciCommand
+		if c.file == jenkinsFile {
+			bad = jenkinsCommands(t, replaceOnce(t, jf, c.old, c.new))
+		} else {
+			for _, cmd := range cmds {
+				if cmd.file == workflowFile {
+					cmd.args = slices.Clone(cmd.args)
+					for i, a := range cmd.args {
+						cmd.args[i] = strings.ReplaceAll(a, strings.Trim(strings.Fields(c.old)[1], `"`), strings.Trim(strings.Fields(c.new)[1], `"`))
+					}
+					bad = append(bad, cmd)
+				}
+			}
+		}
+		found := false
+		for _, cmd := range bad {
+			found = found || undefinedVariables(cmd) != nil
+		}
+		if !found {
+			t.Errorf("%s with %q for %q: no undefined variable found", c.file, c.new, c.old)
+		}
+	}
+}
+
+var varRef = regexp.MustCompile(`(?:\$|env:)([A-Za-z_][A-Za-z0-9_]*)`)
+
+func undefinedVariables(c ciCommand) error {
+	var missing []string
+	for _, a := range c.args {
+		for _, m := range varRef.FindAllStringSubmatch(a, -1) {
+			name := m[1]
+			switch {
+			case c.file == workflowFile && (c.env[name] != "" || strings.HasPrefix(name, "GITHUB_") || strings.HasPrefix(name, "RUNNER_")):
+			case c.file == jenkinsFile && c.defined[name]:
+			default:
+				missing = append(missing, name)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%q is not set where the command runs", missing)
+	}
+	return nil
+}
+
+// jenkinsBuiltins are the variables Jenkins sets in a multibranch build.
+var jenkinsBuiltins = []string{"BRANCH_NAME", "BUILD_ID", "BUILD_NUMBER", "BUILD_URL", "GIT_BRANCH",
+	"GIT_COMMIT", "GIT_URL", "JENKINS_URL", "JOB_NAME", "JOB_URL", "NODE_NAME", "WORKSPACE"}
+
+// jenkinsVariables are the variables an sh step at offset can expand.
+func jenkinsVariables(jf string, offset int) map[string]bool {
+	defined := map[string]bool{}
+	for _, n := range jenkinsBuiltins {
+		defined[n] = true
+	}
+	before := jf[:offset]
+	if m := regexp.MustCompile(`(?s)\benvironment\s*\{(.*?)\}`).FindStringSubmatch(before); m != nil {
+		for _, a := range regexp.MustCompile(`(?m)^\s*([A-Za-z_]\w*)\s*=`).FindAllStringSubmatch(m[1], -1) {
+			defined[a[1]] = true
+		}
+	}
+	for _, a := range regexp.MustCompile(`\benv\.([A-Za-z_]\w*)\s*=`).FindAllStringSubmatch(before, -1) {
+		defined[a[1]] = true
+	}
+	// The stage's own credentials and input.
+	stage := before[max(0, strings.LastIndex(before, "stage(")):]
+	for _, a := range regexp.MustCompile(`(?:variable|keyFileVariable|usernameVariable|passphraseVariable|submitterParameter)\s*:?\s*'(\w+)'`).FindAllStringSubmatch(stage, -1) {
+		defined[a[1]] = true
+	}
+	return defined
 }
 
 // ---- a deploy against its environments file ----
