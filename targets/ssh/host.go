@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -290,7 +292,7 @@ func gunzip(b []byte) ([]byte, error) {
 // Plan says what deploying r would change here, and changes nothing.
 func (h *Host) Plan(ctx context.Context, r targets.Release) (targets.Change, error) {
 	ch := targets.Change{Host: h.addr}
-	m, err := h.t.manifestOf(r.Artifacts)
+	m, err := h.t.manifestOf(r)
 	if err != nil {
 		return ch, err
 	}
@@ -323,7 +325,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		return err
 	}
 	// Refuses trees with escaping symlinks or special files before anything is touched.
-	m, err := h.t.manifestOf(r.Artifacts)
+	m, err := h.t.manifestOf(r)
 	if err != nil {
 		return err
 	}
@@ -436,7 +438,7 @@ func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, file
 		return fmt.Errorf("uploading to %s: creating %s: %w", h.addr, st, err)
 	}
 	return h.each(ctx, files, func(i int, e *Entry) error {
-		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i)); err != nil {
+		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i), e); err != nil {
 			return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
 		}
 		return nil
@@ -475,7 +477,9 @@ func (h *Host) each(ctx context.Context, files []*Entry, fn func(int, *Entry) er
 	return g.Wait()
 }
 
-func sendFile(sc *sftp.Client, local, remote string) error {
+// sendFile sends e's content, hashing what it reads: a file that changed since the
+// manifest was made is refused here, before the host's own check.
+func sendFile(sc *sftp.Client, local, remote string, e *Entry) error {
 	src, err := os.Open(local)
 	if err != nil {
 		return err
@@ -485,11 +489,19 @@ func sendFile(sc *sftp.Client, local, remote string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := dst.ReadFrom(src); err != nil {
+	sum := sha256.New()
+	// A LimitedReader tells the SFTP client the size, for concurrent writes.
+	if _, err := dst.ReadFrom(&io.LimitedReader{R: io.TeeReader(src, sum), N: e.Size}); err != nil {
 		dst.Close()
 		return err
 	}
-	return dst.Close()
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	if hex.EncodeToString(sum.Sum(nil)) != e.SHA256 {
+		return errors.New("the file changed since the artifacts' digest was taken")
+	}
+	return nil
 }
 
 const heredoc = "PUSHDEPLOY_EOF"
@@ -604,7 +616,7 @@ func (h *Host) verifyScript(id string, d *diff) string {
 	var b strings.Builder
 	st := ".pushdeploy/staging/" + id
 	fmt.Fprintf(&b, "set -e\ncd %s/%s\n", sshconn.Quote(h.path), st)
-	fmt.Fprintf(&b, "sha256sum -c --quiet --strict <<'%s'\n", heredoc)
+	fmt.Fprintf(&b, "sha256sum -c --quiet --strict 1>&2 <<'%s'\n", heredoc) // its complaints go to stderr, into the error
 	for i, e := range d.send {
 		fmt.Fprintf(&b, "%s  %d\n", e.SHA256, i)
 	}

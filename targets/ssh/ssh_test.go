@@ -308,7 +308,7 @@ func TestPlanChangesNothing(t *testing.T) {
 
 func TestHostKeyUnknownOrChanged(t *testing.T) {
 	hosts := testbench.SSHHosts(t, 2, testUser)
-	r := targets.Release{ID: "r1", App: "myapp", Env: "test", Digest: "sha256:x", Artifacts: writeTree(t, v1)}
+	r := targets.Release{ID: "r1", App: "myapp", Env: "test", Digest: "any", Artifacts: writeTree(t, v1)}
 	for _, c := range []struct {
 		name, want string
 		known      []byte
@@ -657,4 +657,27 @@ func TestThroughJumpHost(t *testing.T) {
 	defer tg.Close()
 	deploy(t, tg, release(t, tg, "r1", writeTree(t, v1)))
 	assertCurrent(t, h, v1)
+}
+
+func TestArtifactsChangedAfterTheirDigest(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	tg := newTarget(t, hosts)
+	dir := writeTree(t, v1)
+	r := release(t, tg, "r1", dir)
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("tampered"), 0o644)
+	err := tg.Hosts()[0].Prepare(context.Background(), r)
+	if err == nil || !strings.Contains(err.Error(), `"index.html"`) || !strings.Contains(err.Error(), "changed since") {
+		t.Fatalf("prepare of changed artifacts = %v", err)
+	}
+	if st, err := tg.Hosts()[0].Status(context.Background()); err != nil || len(st.Kept) != 0 || st.Live != nil {
+		t.Fatalf("status after the refused prepare = %+v, %v; want nothing kept", st, err)
+	}
+	// A digest taken afresh deploys what is there now.
+	deploy(t, tg, release(t, tg, "r1", dir))
+	want := tree{}
+	for k, v := range v1 {
+		want[k] = v
+	}
+	want["index.html"] = "tampered"
+	assertCurrent(t, hosts[0], want)
 }

@@ -47,6 +47,7 @@ type Target struct {
 	locker   *locker
 	journal  *journal
 
+	buildMu   sync.Mutex
 	mu        sync.Mutex
 	manifests map[string]*Manifest // by digest: built locally or downloaded
 	built     map[string]*Manifest // by artifacts directory
@@ -160,35 +161,78 @@ func (t *Target) Close() error {
 }
 
 // ArtifactDigest is the digest a directory of artifacts deploys as: the SHA-256 of its
-// manifest (shared paths left out, as they are not deployed).
+// manifest (shared paths left out, as they are not deployed). It reads the directory
+// afresh; Plan and Prepare reuse what it read.
 func (t *Target) ArtifactDigest(dir string) (string, error) {
-	m, err := t.manifestOf(dir)
+	m, err := t.build(dir)
 	if err != nil {
 		return "", err
 	}
 	return m.Digest(), nil
 }
 
-// manifestOf builds (once per target and directory) the manifest of an artifact tree.
-func (t *Target) manifestOf(dir string) (*Manifest, error) {
+// manifestOf returns the manifest of the release's artifact tree: the one read last for
+// the directory when its digest is the release's, else the directory read again (it was
+// never read, or changed since). Artifacts that changed after their digest was taken are
+// an error: what would go out is not the release.
+func (t *Target) manifestOf(r targets.Release) (*Manifest, error) {
+	if r.Artifacts == "" {
+		return nil, fmt.Errorf("release %q has no artifacts directory", r.ID)
+	}
+	abs, err := filepath.Abs(r.Artifacts)
+	if err != nil {
+		return nil, err
+	}
+	fresh := func(m *Manifest) bool {
+		return m != nil && (m.Digest() == r.Digest || !strings.HasPrefix(r.Digest, "sha256:"))
+	}
+	last := func() *Manifest {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.built[abs]
+	}
+	m := last()
+	if fresh(m) {
+		return m, nil
+	}
+	// One read at a time: the hosts of a batch share it.
+	t.buildMu.Lock()
+	defer t.buildMu.Unlock()
+	if m2 := last(); m2 != m && fresh(m2) {
+		return m2, nil
+	}
+	if m, err = t.buildLocked(abs); err != nil {
+		return nil, err
+	}
+	if !fresh(m) {
+		return nil, fmt.Errorf("the artifacts in %s changed since their digest was taken: they are now %s, release %q says %s", r.Artifacts, m.Digest(), r.ID, r.Digest)
+	}
+	return m, nil
+}
+
+// build reads an artifact tree.
+func (t *Target) build(dir string) (*Manifest, error) {
 	if dir == "" {
-		return nil, errors.New("the release has no artifacts directory")
+		return nil, errors.New("no artifacts directory given")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if m := t.built[abs]; m != nil {
-		return m, nil
-	}
+	t.buildMu.Lock()
+	defer t.buildMu.Unlock()
+	return t.buildLocked(abs)
+}
+
+func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	m, err := BuildManifest(abs, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
 	if err != nil {
 		return nil, err
 	}
+	t.mu.Lock()
 	t.built[abs] = m
 	t.manifests[m.sum()] = m
+	t.mu.Unlock()
 	return m, nil
 }
 

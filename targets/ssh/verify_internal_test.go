@@ -1,0 +1,53 @@
+package ssh
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pushdeploy/pushdeploy/internal/testbench"
+)
+
+// The host's own check of what arrived: a staged file whose content is not what the
+// manifest says (damaged on the way, or changed on the host) stops the release, and the
+// error names the file. Staged files are made here directly, as no real transfer damages
+// them.
+func TestHostVerifiesStagedFiles(t *testing.T) {
+	th := testbench.SSHHosts(t, 1, testbench.SSHUser("pdtest"))[0]
+	dir := filepath.Join(th.Dir, "app")
+	tg, err := New("app", "test", []HostConfig{{Addr: th.Addr, User: th.User, Path: dir}}, PrivateKey(th.ClientKey), KnownHosts(th.KnownHosts), ManifestCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	art := t.TempDir()
+	os.WriteFile(filepath.Join(art, "a.txt"), []byte("good"), 0o644)
+	os.WriteFile(filepath.Join(art, "b.txt"), []byte("also good"), 0o644)
+	m, err := BuildManifest(art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := diffManifests(nil, m)
+	st := filepath.Join(dir, ".pushdeploy", "staging", "r1")
+	os.MkdirAll(st, 0o777)
+	os.WriteFile(filepath.Join(st, "0"), []byte("good"), 0o666)
+	os.WriteFile(filepath.Join(st, "1"), []byte("damaged"), 0o666)
+	if out, err := exec.Command("chown", "-R", th.User, filepath.Join(th.Dir, "app")).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
+	h := tg.hosts[0]
+	_, err = h.script(context.Background(), h.verifyScript("r1", d))
+	if err == nil {
+		t.Fatal("verification passed a damaged file")
+	}
+	if msg := names(err, d.send).Error(); !strings.Contains(msg, `"b.txt": content differs`) || strings.Contains(msg, "a.txt") {
+		t.Fatalf("verification error %q does not name b.txt alone", msg)
+	}
+	os.WriteFile(filepath.Join(st, "1"), []byte("also good"), 0o666)
+	if _, err := h.script(context.Background(), h.verifyScript("r1", d)); err != nil {
+		t.Fatalf("verification of good files: %v", err)
+	}
+}
