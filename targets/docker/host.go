@@ -203,11 +203,12 @@ func (h *Host) pull(ctx context.Context, cli *client.Client, ref string) error {
 		return nil
 	}
 	var opts image.PullOptions
-	if h.t.o.registryUser != "" {
-		named, err := reference.ParseNormalizedNamed(ref)
-		if err != nil {
-			return fmt.Errorf("pulling %s on %s: %w", ref, h.addr, err)
-		}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return fmt.Errorf("pulling %s on %s: %w", ref, h.addr, err)
+	}
+	// Credentials go to their own registry only, never to the one an image reference names.
+	if h.t.o.registryUser != "" && reference.Domain(named) == h.t.o.registryHost {
 		auth, err := registry.EncodeAuthConfig(registry.AuthConfig{
 			Username:      h.t.o.registryUser,
 			Password:      h.t.o.registryPass,

@@ -20,6 +20,7 @@ type Option func(*options) error
 type options struct {
 	ssh          []sshconn.Option
 	socket       string
+	registryHost string
 	registryUser string
 	registryPass string
 	exposed      nat.PortSet
@@ -75,15 +76,19 @@ func WithSocket(path string) Option {
 	}
 }
 
-// WithRegistryAuth sets the credentials sent with every pull (the engine gets them per
-// request; nothing is written into the host's Docker configuration). The password is a
-// secret: it never appears in errors or logs. Default: anonymous pulls.
-func WithRegistryAuth(user, password string) Option {
+// WithRegistryAuth sets the credentials of registry ("ghcr.io", "127.0.0.1:5000"; Docker
+// Hub is "docker.io"), sent with every pull of an image from that registry and no other (the
+// engine gets them per request; nothing is written into the host's Docker configuration).
+// The password is a secret: it never appears in errors or logs. Default: anonymous pulls.
+func WithRegistryAuth(registry, user, password string) Option {
 	return func(o *options) error {
-		if user == "" || password == "" {
-			return errors.New("registry credentials: user and password must both be given")
+		if registry == "" || strings.ContainsAny(registry, "/@") {
+			return fmt.Errorf("registry credentials: registry %q: want a registry host such as ghcr.io or 127.0.0.1:5000", registry)
 		}
-		o.registryUser, o.registryPass = user, password
+		if user == "" || password == "" {
+			return fmt.Errorf("registry credentials for %s: user and password must both be given", registry)
+		}
+		o.registryHost, o.registryUser, o.registryPass = registry, user, password
 		return nil
 	}
 }

@@ -176,10 +176,16 @@ func TestRolloutDigestDoesNotExist(t *testing.T) {
 func TestRolloutWrongRegistryCredentials(t *testing.T) {
 	b := newBench(t)
 	b.reg = testbench.DistributionRegistry(t)
-	r1 := b.deployV1(b.target(WithRegistryAuth(b.reg.User, b.reg.Password)))
+	r1 := b.deployV1(b.target(WithRegistryAuth(b.reg.Host, b.reg.User, b.reg.Password)))
+
+	// Good credentials, but for another registry: they are not sent.
+	elsewhere := b.target(WithRegistryAuth("registry.example:5000", b.reg.User, b.reg.Password))
+	ref0, dg0 := b.image("v2", nil)
+	failedAt(t, b.rollout(elsewhere, b.release("20261127T000002Z", "v2", ref0, dg0)), pipeline.StepPrepare, "no basic auth credentials")
+	b.expect(b.name(r1.ID), "200 ok v1")
 
 	const wrong = "not-the-password-7f3a"
-	tg := b.target(WithRegistryAuth(b.reg.User, wrong))
+	tg := b.target(WithRegistryAuth(b.reg.Host, b.reg.User, wrong))
 	ref, dg := b.image("v2", nil)
 	r2 := b.release("20261127T000002Z", "v2", ref, dg)
 	err := b.rollout(tg, r2)
