@@ -133,7 +133,9 @@ type bench struct {
 	cache   string
 }
 
-func newBench(b *testing.B, n int) *bench {
+func newBench(b *testing.B, n int) *bench { return newBenchT(b, n) }
+
+func newBenchT(b testing.TB, n int) *bench {
 	hosts := testbench.SSHHosts(b, n, testUser)
 	be := &bench{hosts: hosts, cache: b.TempDir()}
 	for _, h := range hosts {
@@ -210,7 +212,7 @@ func (be *bench) rollout(b *testing.B, app, id, dir string, idx []int) {
 	}
 }
 
-func (be *bench) rsync(b *testing.B, host int, src, dest string) {
+func (be *bench) rsync(b testing.TB, host int, src, dest string) {
 	e := fmt.Sprintf("ssh -p %d -i %s -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o BatchMode=yes", be.proxies[host].Port(), be.keyFile, be.khFile)
 	out, err := exec.Command("rsync", "-a", "-e", e, src+"/", fmt.Sprintf("%s@127.0.0.1:%s/", be.hosts[host].User, dest)).CombinedOutput()
 	if err != nil {
@@ -219,7 +221,9 @@ func (be *bench) rsync(b *testing.B, host int, src, dest string) {
 }
 
 // makeTree writes nFiles random files of fileSize in 20 directories.
-func makeTree(b *testing.B) string {
+func makeTree(b *testing.B) string { return makeTreeT(b) }
+
+func makeTreeT(b testing.TB) string {
 	dir := b.TempDir()
 	buf := make([]byte, fileSize)
 	for i := 0; i < nFiles; i++ {

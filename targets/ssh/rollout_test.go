@@ -223,3 +223,32 @@ func TestRolloutSSHDKilledMidUpload(t *testing.T) {
 	}
 	assertCurrent(t, h, big)
 }
+
+func TestRolloutKeepsN(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	tg := newTarget(t, hosts)
+	for i := 1; i <= 5; i++ {
+		v := tree{"index.html": fmt.Sprint("v", i)}
+		if _, err := rollout(t, tg, release(t, tg, fmt.Sprintf("r%d", i), writeTree(t, v)), pipeline.WithKeep(3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(appDir(hosts[0]), "releases"))
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, ",") != "r3,r4,r5" {
+		t.Fatalf("releases kept: %v; want the last 3", got)
+	}
+	metas, _ := filepath.Glob(filepath.Join(appDir(hosts[0]), ".pushdeploy", "releases", "*"))
+	if len(metas) != 6 { // json and manifest of each kept release
+		t.Fatalf("metadata files %v; want those of the 3 kept releases", metas)
+	}
+	assertCurrent(t, hosts[0], tree{"index.html": "v5"})
+	// Plan through the engine shows what would change.
+	ch, err := pipeline.Plan(context.Background(), tg, release(t, tg, "r6", writeTree(t, tree{"index.html": "v6", "new": "x"})))
+	if err != nil || len(ch) != 1 || ch[0].Live != "r5" || strings.Join(ch[0].Add, ",") != "new" || strings.Join(ch[0].Update, ",") != "index.html" {
+		t.Fatalf("plan = %+v, %v", ch, err)
+	}
+}
