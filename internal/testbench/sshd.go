@@ -50,7 +50,11 @@ type SSHHost struct {
 	// Started is how long the server took from exec to answering with its SSH banner.
 	Started time.Duration
 
+	// Netns is the host's network namespace, "" on loopback.
+	Netns string
+
 	home   string // the host's bench directory: config, host key, log
+	ip     string // listen address in Netns
 	config string
 	log    string
 
@@ -80,6 +84,15 @@ type sshOptions struct {
 	groups []string
 	env    map[string]string
 	extra  []string
+	netns  bool
+}
+
+// SSHNetns puts every host in a network namespace of its own, on a bridge the test creates,
+// with an address 10.200.X.(10+i) (X a /24 found free) and sshd on port 22: hosts with
+// distinct addresses, for per-host URLs ({{.Address}}). Everything is removed when the test
+// ends. Default: 127.0.0.1 ports.
+func SSHNetns() SSHOption {
+	return func(o *sshOptions) { o.netns = true }
 }
 
 // DefaultSSHUser is the login user of the bench's hosts unless SSHUser says otherwise: a
@@ -190,6 +203,11 @@ func SSHHosts(t testing.TB, n int, opts ...SSHOption) []*SSHHost {
 		}
 		os.RemoveAll(base)
 	})
+	if o.netns {
+		if err := makeNetns(t, hosts); err != nil {
+			Unavailable(t, "network namespaces: %v", err)
+		}
+	}
 
 	// Start all, then wait for all: the servers come up side by side.
 	for _, h := range hosts {
@@ -207,6 +225,13 @@ func SSHHosts(t testing.TB, n int, opts ...SSHOption) []*SSHHost {
 }
 
 func hostsLine(hosts []*SSHHost) string {
+	if len(hosts) > 0 && hosts[0].Netns != "" {
+		var s []string
+		for _, h := range hosts {
+			s = append(s, h.Name+"="+h.Addr+" in "+h.Netns)
+		}
+		return strings.Join(s, " ")
+	}
 	var s []string
 	for _, h := range hosts {
 		s = append(s, h.Name+"="+h.Addr)
@@ -226,7 +251,9 @@ func marshalKey(t testing.TB, k ed25519.PrivateKey) []byte {
 // start writes the config for port (a free one when 0) and execs sshd.
 func (h *SSHHost) start(port int) error {
 	o, authKeys := h.opts, h.authKeys
-	if port == 0 {
+	if h.Netns != "" {
+		port = 22
+	} else if port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
@@ -235,8 +262,13 @@ func (h *SSHHost) start(port int) error {
 		l.Close()
 	}
 	h.Port = port
-	h.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	h.KnownHosts = []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(h.HostKey)))
+	if h.Netns != "" {
+		h.Addr = net.JoinHostPort(h.ip, "22")
+		h.KnownHosts = []byte(fmt.Sprintf("%s %s", h.ip, ssh.MarshalAuthorizedKey(h.HostKey)))
+	} else {
+		h.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		h.KnownHosts = []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(h.HostKey)))
+	}
 	cfg := []string{
 		"ListenAddress " + h.Addr,
 		"HostKey " + filepath.Join(h.home, "ssh_host_ed25519_key"),
@@ -265,6 +297,10 @@ func (h *SSHHost) start(port int) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(SSHD, "-D", "-e", "-f", h.config)
+	if h.Netns != "" {
+		// ip netns exec execs sshd: the pid is sshd's.
+		cmd = exec.Command("ip", "netns", "exec", h.Netns, SSHD, "-D", "-e", "-f", h.config)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -288,7 +324,7 @@ func (h *SSHHost) waitReady() error {
 			h.Started = time.Since(h.startedAt)
 			return nil
 		}
-		if attempt >= 5 {
+		if attempt >= 5 || h.Netns != "" {
 			return err
 		}
 		if err := h.start(0); err != nil {
@@ -497,4 +533,77 @@ func (h *SSHHost) CPU() time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// makeNetns creates a bridge with a free 10.200.X.0/24, and per host a namespace joined to
+// it by a veth pair, and removes them all when the test ends.
+func makeNetns(t testing.TB, hosts []*SSHHost) error {
+	if _, err := exec.LookPath("ip"); err != nil {
+		return err
+	}
+	used, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		return err
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	tag := fmt.Sprintf("%02x%02x", b[0], b[1])
+	subnet := ""
+	for i := 0; i < 254; i++ {
+		x := (int(b[2])+i)%254 + 1
+		if !strings.Contains(string(used), fmt.Sprintf(" 10.200.%d.", x)) {
+			subnet = fmt.Sprintf("10.200.%d", x)
+			break
+		}
+	}
+	if subnet == "" {
+		return errors.New("no free 10.200.X.0/24")
+	}
+	br := "pdbr" + tag
+	run := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	var made []string // namespaces, removed at the end
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			h.Kill() // before their namespaces go
+		}
+		for _, ns := range made {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+		exec.Command("ip", "link", "del", br).Run()
+	})
+	for _, args := range [][]string{
+		{"link", "add", br, "type", "bridge"},
+		{"addr", "add", subnet + ".1/24", "dev", br},
+		{"link", "set", br, "up"},
+	} {
+		if err := run(args...); err != nil {
+			return err
+		}
+	}
+	for i, h := range hosts {
+		ns := fmt.Sprintf("pd%s-%d", tag, i+1)
+		veth := fmt.Sprintf("pd%sv%d", tag, i+1)
+		if err := run("netns", "add", ns); err != nil {
+			return err
+		}
+		made = append(made, ns)
+		h.Netns, h.ip = ns, fmt.Sprintf("%s.%d", subnet, 10+i+1)
+		for _, args := range [][]string{
+			{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
+			{"link", "set", veth, "master", br, "up"},
+			{"-n", ns, "addr", "add", h.ip + "/24", "dev", "eth0"},
+			{"-n", ns, "link", "set", "eth0", "up"},
+			{"-n", ns, "link", "set", "lo", "up"},
+		} {
+			if err := run(args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

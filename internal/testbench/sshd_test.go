@@ -59,3 +59,27 @@ func TestSSHUser(t *testing.T) {
 }
 
 var testUser = testbench.SSHUser("pdtest")
+
+func TestSSHNetns(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser, testbench.SSHNetns())
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if !strings.HasPrefix(h.Addr, "10.200.") || !strings.HasSuffix(h.Addr, ":22") || seen[h.Addr] {
+			t.Fatalf("host %s at %s; want its own 10.200.x.y:22", h.Name, h.Addr)
+		}
+		seen[h.Addr] = true
+		c, err := sshconn.Dial(context.Background(), h.Addr, sshconn.User(h.User), sshconn.PrivateKey(h.ClientKey), sshconn.KnownHosts(testbench.KnownHostsOf(hosts)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.Output(context.Background(), "ip -o -4 addr show dev eth0")
+		c.Close()
+		host, _, _ := strings.Cut(h.Addr, ":")
+		if err != nil || !strings.Contains(string(out), host+"/24") {
+			t.Fatalf("%s: eth0 in the namespace: %q, %v", h.Name, out, err)
+		}
+	}
+	if err := hosts[0].Restart(); err != nil {
+		t.Fatal(err)
+	}
+}
