@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -24,8 +25,9 @@ func (m *Pushdeploy) Deploy(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file.
+	// The environments file (without one, with-environment describes the environment).
 	// +defaultPath="/pushdeploy.yaml"
+	// +optional
 	config *dagger.File,
 	// Who approved this deploy: required by protected environments. In CI, the approver
 	// from the CI's own gate (GitHub environment reviewers, Jenkins input submitter).
@@ -34,7 +36,15 @@ func (m *Pushdeploy) Deploy(
 	// An image published already (repo@sha256:...) to deploy instead of building one.
 	// +optional
 	image string,
-	// Who deploys, for the lock and the record. Defaults to the CI's actor or user.
+	// Files built already (an earlier job's artifacts) for an ssh environment, instead of
+	// building them; what a promotion of files deploys.
+	// +optional
+	artifacts *dagger.Directory,
+	// Do not run the tests before building (an earlier job ran them).
+	// +optional
+	skipTests bool,
+	// Who deploys, for the lock and the record. Default: the user and host the function runs
+	// as, so CI should pass its actor.
 	// +optional
 	deployer string,
 	// The CI run that deploys (its id or URL), for the lock and the record.
@@ -44,20 +54,21 @@ func (m *Pushdeploy) Deploy(
 	// +default="text"
 	output string,
 ) (string, error) {
-	x, err := m.environments(ctx, config)
+	x, err := m.environments(ctx, config, env)
 	if err != nil {
 		return "", err
 	}
 	var log bytes.Buffer
+	build := m.buildFor(x.File, skipTests)
 	req := pipeline.Request{
 		File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: deployer, PipelineID: pipelineId,
 		Source:  m.source(),
 		Secrets: x.Secrets, Targets: x.Targets, Log: &log,
-		Build:   m.buildFor(x.File),
+		Build:   build,
 		RunHook: m.runHook,
 	}
-	if image != "" {
-		req.Artifact = &pipeline.Artifact{Image: image}
+	if req.Artifact, err = m.given(ctx, image, artifacts); err != nil {
+		return "", err
 	}
 	rec, err := pipeline.Deploy(ctx, req)
 	out, rerr := render(output, log.String(), rec)
@@ -74,8 +85,9 @@ func (m *Pushdeploy) Rollback(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file.
+	// The environments file (without one, with-environment describes the environment).
 	// +defaultPath="/pushdeploy.yaml"
+	// +optional
 	config *dagger.File,
 	// The release to go back to; default: each host's previous release.
 	// +optional
@@ -87,7 +99,7 @@ func (m *Pushdeploy) Rollback(
 	// +default="text"
 	output string,
 ) (string, error) {
-	x, err := m.environments(ctx, config)
+	x, err := m.environments(ctx, config, env)
 	if err != nil {
 		return "", err
 	}
@@ -106,8 +118,9 @@ func (m *Pushdeploy) Rollback(
 // +cache="never"
 func (m *Pushdeploy) Status(
 	ctx context.Context,
-	// The environments file.
+	// The environments file (without one, with-environment describes the environment).
 	// +defaultPath="/pushdeploy.yaml"
+	// +optional
 	config *dagger.File,
 	// Only this environment.
 	// +optional
@@ -116,7 +129,7 @@ func (m *Pushdeploy) Status(
 	// +default="text"
 	output string,
 ) (string, error) {
-	x, err := m.environments(ctx, config)
+	x, err := m.environments(ctx, config, env)
 	if err != nil {
 		return "", err
 	}
@@ -135,17 +148,21 @@ func (m *Pushdeploy) Plan(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file.
+	// The environments file (without one, with-environment describes the environment).
 	// +defaultPath="/pushdeploy.yaml"
+	// +optional
 	config *dagger.File,
 	// An image published already (repo@sha256:...) to plan instead of building one.
 	// +optional
 	image string,
+	// Files built already for an ssh environment, to plan instead of building them.
+	// +optional
+	artifacts *dagger.Directory,
 	// text or json.
 	// +default="text"
 	output string,
 ) (string, error) {
-	x, err := m.environments(ctx, config)
+	x, err := m.environments(ctx, config, env)
 	if err != nil {
 		return "", err
 	}
@@ -153,9 +170,12 @@ func (m *Pushdeploy) Plan(
 	if err != nil {
 		return "", err
 	}
-	art := &pipeline.Artifact{Image: image}
-	if image == "" {
-		if art, err = m.buildFor(x.File)(ctx, e.Kind()); err != nil {
+	art, err := m.given(ctx, image, artifacts)
+	if err != nil {
+		return "", err
+	}
+	if art == nil {
+		if art, err = m.buildFor(x.File, true)(ctx, e.Kind()); err != nil {
 			return "", err
 		}
 	}
@@ -172,8 +192,9 @@ func (m *Pushdeploy) History(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file.
+	// The environments file (without one, with-environment describes the environment).
 	// +defaultPath="/pushdeploy.yaml"
+	// +optional
 	config *dagger.File,
 	// How many records, the newest.
 	// +default=20
@@ -182,7 +203,7 @@ func (m *Pushdeploy) History(
 	// +default="text"
 	output string,
 ) (string, error) {
-	x, err := m.environments(ctx, config)
+	x, err := m.environments(ctx, config, env)
 	if err != nil {
 		return "", err
 	}
@@ -200,11 +221,12 @@ func (m *Pushdeploy) Unlock(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file.
+	// The environments file (without one, with-environment describes the environment).
 	// +defaultPath="/pushdeploy.yaml"
+	// +optional
 	config *dagger.File,
 ) (string, error) {
-	x, err := m.environments(ctx, config)
+	x, err := m.environments(ctx, config, env)
 	if err != nil {
 		return "", err
 	}
@@ -222,28 +244,69 @@ func (m *Pushdeploy) Unlock(
 // Docker socket), empty in use.
 var targetExtra assemble.Extra
 
-// environments reads the file and the credentials into plain Go values.
-func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File) (*pipeline.Environments, error) {
-	if file == nil {
-		return nil, fmt.Errorf("no environments file: add %s to the repository or pass --config", config.DefaultFile)
+// environments reads the file and the credentials into plain Go values. The settings of
+// with-environment describe env without a file, and override the file's values with one.
+func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env string) (*pipeline.Environments, error) {
+	var f *config.File
+	if file != nil {
+		data, err := file.Contents(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the environments file: %w", err)
+		}
+		name, err := file.Name(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if f, err = config.Parse(name, []byte(data)); err != nil {
+			return nil, err
+		}
 	}
-	data, err := file.Contents(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading the environments file: %w", err)
+	var s settings
+	if m.Settings != "" {
+		if err := json.Unmarshal([]byte(m.Settings), &s); err != nil {
+			return nil, fmt.Errorf("reading with-environment's settings: %w", err)
+		}
+		s.Env = env
 	}
-	name, err := file.Name(ctx)
+	switch {
+	case f != nil && m.Settings != "":
+		if err := f.Override(env, s); err != nil {
+			return nil, fmt.Errorf("overriding environment %q of %s with with-environment's arguments:\n%w", env, f.Name(), err)
+		}
+	case f == nil && m.Settings == "":
+		return nil, fmt.Errorf("no %s in the source: add one, pass --config, or describe the environment with with-environment", config.DefaultFile)
+	case f == nil:
+		var err error
+		if f, err = config.FromSettings(s); err != nil {
+			return nil, fmt.Errorf("no %s, so with-environment's arguments describe the environment:\n%w", config.DefaultFile, err)
+		}
+	}
+	sec, err := m.secrets(ctx)
 	if err != nil {
 		return nil, err
 	}
-	f, err := config.Parse(name, []byte(data))
-	if err != nil {
-		return nil, err
+	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(targetExtra)}, nil
+}
+
+// given is what the caller hands a deploy instead of a build: a published image, or
+// artifacts exported into the function's filesystem.
+func (m *Pushdeploy) given(ctx context.Context, image string, artifacts *dagger.Directory) (*pipeline.Artifact, error) {
+	switch {
+	case image != "" && artifacts != nil:
+		return nil, fmt.Errorf("give an image or artifacts, not both")
+	case image != "":
+		return &pipeline.Artifact{Image: image}, nil
+	case artifacts != nil:
+		dir, err := os.MkdirTemp("", "pushdeploy-artifacts-")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := artifacts.Export(ctx, dir); err != nil {
+			return nil, fmt.Errorf("exporting the artifacts: %w", err)
+		}
+		return &pipeline.Artifact{Dir: dir}, nil
 	}
-	s, err := m.secrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(targetExtra)}, nil
+	return nil, nil
 }
 
 // secrets reads the credentials the module was given. They are read here, inside the
@@ -305,7 +368,7 @@ func secretName(name string) string {
 // buildFor builds and tests as the file says and exports what the target kind deploys into
 // the function's own filesystem: the artifact directory for ssh targets, the image as an
 // OCI tarball for the others.
-func (m *Pushdeploy) buildFor(f *config.File) func(context.Context, string) (*pipeline.Artifact, error) {
+func (m *Pushdeploy) buildFor(f *config.File, skipTests bool) func(context.Context, string) (*pipeline.Artifact, error) {
 	return func(ctx context.Context, kind string) (*pipeline.Artifact, error) {
 		b := f.Build
 		mm := *m
@@ -315,7 +378,7 @@ func (m *Pushdeploy) buildFor(f *config.File) func(context.Context, string) (*pi
 		if b.Base != "" {
 			mm.GoRuntime, mm.NodeRuntime = b.Base, b.Base
 		}
-		if _, err := mm.detect(ctx, b.Kind, pipeline.DetectTest); err == nil {
+		if _, err := mm.detect(ctx, testKind(b.Kind), pipeline.DetectTest); err == nil && !skipTests {
 			if _, err := mm.Test(ctx, testKind(b.Kind)); err != nil {
 				return nil, err
 			}

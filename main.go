@@ -46,6 +46,10 @@ type Pushdeploy struct {
 	Kubeconfig       *dagger.Secret // +private
 	RegistryPassword *dagger.Secret // +private
 	Secrets          []*dagger.Secret // +private
+
+	// The environment described with arguments (WithEnvironment), as JSON of
+	// config.Settings; "" when the file alone describes it.
+	Settings string // +private
 }
 
 func New(

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/internal/contract"
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
+	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
 	"github.com/pushdeploy/pushdeploy/pipeline/publish"
 )
 
@@ -84,7 +86,7 @@ func TestDeployRefusedWithoutApprovalChangesNothing(t *testing.T) {
 	m := module()
 	m.SSHKey = dag.Secret("env://SSH_KEY")
 	cfg := dag.Directory().WithNewFile("pushdeploy.yaml", protectedFile).File("pushdeploy.yaml")
-	_, err := m.Deploy(context.Background(), "production", cfg, "", "", "", "", "text")
+	_, err := m.Deploy(context.Background(), "production", cfg, "", "", nil, false, "", "", "text")
 	if err == nil {
 		t.Fatal("an unapproved deploy to a protected environment went ahead")
 	}
@@ -101,4 +103,15 @@ func TestDeployRefusedWithoutApprovalChangesNothing(t *testing.T) {
 	contract.Golden(t, "deploy-refused", tr)
 }
 
-func TestMain(m *testing.M) { os.Exit(testbench.MainWithDockerd(m)) }
+// TestMain stops the servers the package's tests share: a Docker Engine and a Kubernetes
+// control plane, each started by the first test that needs it.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, stop := range []func() error{testbench.StopSharedDockerd, k8sbench.StopShared} {
+		if err := stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

@@ -12,9 +12,10 @@ import (
 	"github.com/pushdeploy/pushdeploy/targets"
 )
 
-// NewReleaseID names a release by the time it is made: "20261127T081502Z". It sorts by
-// time and is a safe file, container and label value.
-func NewReleaseID(now time.Time) string { return now.UTC().Format("20060102T150405Z") }
+// NewReleaseID names a release by the time it is made, to the millisecond:
+// "20261127T081502.123Z". It sorts by time, two deploys a second apart still differ, and it
+// is a safe file, container and label value.
+func NewReleaseID(now time.Time) string { return now.UTC().Format("20060102T150405.000Z") }
 
 // Rollout deploys r to every host of t: it takes the target's lock, deploys batch by
 // batch (hosts of a batch in parallel: prepare, activate, health), rolls every switched host

@@ -17,7 +17,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 )
 
-// The Dagger module's Deploy takes the settings as explicit arguments (Dagger reads the Go
+// The Dagger module's WithEnvironment takes the settings as explicit arguments (Dagger reads the Go
 // signature), so they are written out there; these tests hold them to config.Settings.
 
 var update = flag.Bool("update", false, "rewrite testdata/module_settings.go.txt from config.Settings")
@@ -39,12 +39,12 @@ func goType(field string) string {
 	return f.Type.String()
 }
 
-// moduleBlock is the Go source the module's Deploy takes the settings with: the parameters
+// moduleBlock is the Go source the module's WithEnvironment takes the settings with: the parameters
 // (a comment above each, the pragma last) and the Settings literal that builds the File.
 func moduleBlock() []byte {
 	var b bytes.Buffer
 	b.WriteString("// Generated from config.Settings by go test ./pipeline/config -run TestModuleSettingsGolden -update.\n")
-	b.WriteString("// The parameters, after Deploy's own (env is one of them already):\n\n")
+	b.WriteString("// The parameters, after WithEnvironment's own (env is one of them already):\n\n")
 	for _, sf := range config.SettingFields() {
 		if sf.Own {
 			continue
@@ -54,11 +54,14 @@ func moduleBlock() []byte {
 		}
 		fmt.Fprintf(&b, "\t// +optional\n\t%s %s,\n", param(sf.Flag), goType(sf.Field))
 	}
-	b.WriteString("\n// The File from them, in Deploy's body (settings = config.Settings, as Deploy's config\n")
-	b.WriteString("// argument hides the package):\n\n")
+	b.WriteString("\n// The File from them, in WithEnvironment's body (settings = config.Settings; the\n")
+	b.WriteString("// environment's name comes from the function that deploys):\n\n")
 	var lit bytes.Buffer
 	lit.WriteString("package p\nvar _ = settings{\n")
 	for _, sf := range config.SettingFields() {
+		if sf.Own {
+			continue
+		}
 		fmt.Fprintf(&lit, "%s: %s,\n", sf.Field, param(sf.Flag))
 	}
 	lit.WriteString("}\n")
@@ -100,13 +103,13 @@ func TestModuleSettingsGolden(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s is stale: go test ./pipeline/config -run TestModuleSettingsGolden -update", moduleGolden)
 	}
-	// The block, pasted into a Deploy, passes the check the module's own Deploy gets.
+	// The block, pasted into a WithEnvironment, passes the check the module's own one gets.
 	if problems := checkDeploy(t, deployWith(t, want)); len(problems) > 0 {
 		t.Errorf("the golden block does not pass:\n%s", strings.Join(problems, "\n"))
 	}
 }
 
-// deployWith is a module source whose Deploy takes the golden block's parameters.
+// deployWith is a module source whose WithEnvironment takes the golden block's parameters.
 func deployWith(t *testing.T, golden []byte) string {
 	t.Helper()
 	params, lit, ok := strings.Cut(string(golden), "\n// The File from them")
@@ -114,7 +117,7 @@ func deployWith(t *testing.T, golden []byte) string {
 		t.Fatalf("%s: no literal", moduleGolden)
 	}
 	_, lit, _ = strings.Cut(lit, "\n\n")
-	return "package main\n\nfunc (m *Pushdeploy) Deploy(\n\tctx context.Context,\n\t// The environment.\n\tenv string,\n" +
+	return "package main\n\nfunc (m *Pushdeploy) WithEnvironment(\n\tctx context.Context,\n\t// The environment.\n\tenv string,\n" +
 		params + "\n) (string, error) {\n\tf, err := fromSettings(" + strings.TrimSpace(lit) + ")\n\t_, _ = f, err\n\treturn \"\", nil\n}\n"
 }
 
@@ -130,32 +133,32 @@ func TestModuleSettingsCheckFails(t *testing.T) {
 	src = strings.Replace(src, "// The network the container joins", "// The network", 1)
 	problems := checkDeploy(t, src)
 	want := []string{
-		`Deploy's network comment is "The network, e.g. host (docker). Default: Docker's bridge.", the help of --network is "The network the container joins, e.g. host (docker). Default: Docker's bridge."`,
-		`Deploy's memory is int, Settings.Memory is string`,
-		`Deploy takes no healthInterval for --health-interval`,
-		`Deploy's settings literal sets Keep to healthRetries, not keep`,
+		`WithEnvironment's network comment is "The network, e.g. host (docker). Default: Docker's bridge.", the help of --network is "The network the container joins, e.g. host (docker). Default: Docker's bridge."`,
+		`WithEnvironment's memory is int, Settings.Memory is string`,
+		`WithEnvironment takes no healthInterval for --health-interval`,
+		`WithEnvironment's settings literal sets Keep to healthRetries, not keep`,
 	}
 	if !reflect.DeepEqual(problems, want) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(problems, "\n"), strings.Join(want, "\n"))
 	}
 }
 
-// TestModuleDeployTakesSettings holds the module's Deploy (deploy.go at the repository's
+// TestModuleDeployTakesSettings holds the module's WithEnvironment (environment.go at the repository's
 // root) to config.Settings once it takes them.
 func TestModuleDeployTakesSettings(t *testing.T) {
-	src, err := os.ReadFile("../../deploy.go")
+	src, err := os.ReadFile("../../environment.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(src, []byte("healthUrl ")) {
-		t.Skip("the module's Deploy does not take the settings yet: add the block of " + moduleGolden)
+		t.Skip("the module's WithEnvironment does not take the settings yet: add the block of " + moduleGolden)
 	}
 	if problems := checkDeploy(t, string(src)); len(problems) > 0 {
-		t.Errorf("the module's Deploy and config.Settings differ:\n%s", strings.Join(problems, "\n"))
+		t.Errorf("the module's WithEnvironment and config.Settings differ:\n%s", strings.Join(problems, "\n"))
 	}
 }
 
-// checkDeploy compares Deploy's parameters in src with config.Settings: each setting a
+// checkDeploy compares WithEnvironment's parameters in src with config.Settings: each setting a
 // parameter of the same type, with the help as its comment and the pragma +optional (but
 // for the commands' own, such as env), and a literal of Settings that passes each.
 func checkDeploy(t *testing.T, src string) []string {
@@ -167,12 +170,12 @@ func checkDeploy(t *testing.T, src string) []string {
 	}
 	var fn *ast.FuncDecl
 	for _, d := range file.Decls {
-		if f, ok := d.(*ast.FuncDecl); ok && f.Name.Name == "Deploy" && f.Recv != nil {
+		if f, ok := d.(*ast.FuncDecl); ok && f.Name.Name == "WithEnvironment" && f.Recv != nil {
 			fn = f
 		}
 	}
 	if fn == nil {
-		t.Fatal("no method Deploy")
+		t.Fatal("no method WithEnvironment")
 	}
 	type p struct {
 		typ      string
@@ -207,23 +210,26 @@ func checkDeploy(t *testing.T, src string) []string {
 	}
 	var problems []string
 	for _, sf := range config.SettingFields() {
+		if sf.Own {
+			continue // the environment's name comes from the function that deploys
+		}
 		name := param(sf.Flag)
 		pp, ok := params[name]
 		switch {
 		case !ok:
-			problems = append(problems, fmt.Sprintf("Deploy takes no %s for --%s", name, sf.Flag))
+			problems = append(problems, fmt.Sprintf("WithEnvironment takes no %s for --%s", name, sf.Flag))
 			continue
 		case pp.typ != goType(sf.Field):
-			problems = append(problems, fmt.Sprintf("Deploy's %s is %s, Settings.%s is %s", name, pp.typ, sf.Field, goType(sf.Field)))
+			problems = append(problems, fmt.Sprintf("WithEnvironment's %s is %s, Settings.%s is %s", name, pp.typ, sf.Field, goType(sf.Field)))
 		}
 		if sf.Own {
 			continue
 		}
 		if got := strings.Join(pp.comment, " "); got != sf.Help {
-			problems = append(problems, fmt.Sprintf("Deploy's %s comment is %q, the help of --%s is %q", name, got, sf.Flag, sf.Help))
+			problems = append(problems, fmt.Sprintf("WithEnvironment's %s comment is %q, the help of --%s is %q", name, got, sf.Flag, sf.Help))
 		}
 		if !pp.optional {
-			problems = append(problems, fmt.Sprintf("Deploy's %s is not +optional", name))
+			problems = append(problems, fmt.Sprintf("WithEnvironment's %s is not +optional", name))
 		}
 	}
 	// The literal: settings{...} or config.Settings{...}, each field from its parameter.
@@ -239,7 +245,7 @@ func checkDeploy(t *testing.T, src string) []string {
 		return lit == nil
 	})
 	if lit == nil {
-		return append(problems, "Deploy builds no settings{...} literal")
+		return append(problems, "WithEnvironment builds no settings{...} literal")
 	}
 	set := map[string]string{}
 	for _, e := range lit.Elts {
@@ -250,8 +256,11 @@ func checkDeploy(t *testing.T, src string) []string {
 		}
 	}
 	for _, sf := range config.SettingFields() {
+		if sf.Own {
+			continue
+		}
 		if got, want := set[sf.Field], param(sf.Flag); got != want {
-			problems = append(problems, fmt.Sprintf("Deploy's settings literal sets %s to %s, not %s", sf.Field, or(got, "nothing"), want))
+			problems = append(problems, fmt.Sprintf("WithEnvironment's settings literal sets %s to %s, not %s", sf.Field, or(got, "nothing"), want))
 		}
 	}
 	return slices.Compact(problems)
