@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -250,5 +253,69 @@ func TestRolloutKeepsN(t *testing.T) {
 	ch, err := pipeline.Plan(context.Background(), tg, release(t, tg, "r6", writeTree(t, tree{"index.html": "v6", "new": "x"})))
 	if err != nil || len(ch) != 1 || ch[0].Live != "r5" || strings.Join(ch[0].Add, ",") != "new" || strings.Join(ch[0].Update, ",") != "index.html" {
 		t.Fatalf("plan = %+v, %v", ch, err)
+	}
+}
+
+// Hosts with addresses of their own (network namespaces), each serving its live release
+// over HTTP with busybox httpd, which the restart command (re)starts: the HTTP health check
+// of the engine, per host through {{.Address}}.
+func TestRolloutHTTPHealthOnNetnsHosts(t *testing.T) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		testbench.Unavailable(t, "busybox (for httpd): %v", err)
+	}
+	hosts := testbench.SSHHosts(t, 3, testUser, testbench.SSHNetns())
+	restart := `p="$PUSHDEPLOY_PATH/httpd.pid"
+if [ -f "$p" ]; then old=$(cat "$p"); kill "$old" 2>/dev/null; while kill -0 "$old" 2>/dev/null; do sleep 0.01; done; fi
+nohup busybox httpd -f -p 8080 -h "$PUSHDEPLOY_PATH/current" </dev/null >/dev/null 2>&1 &
+echo $! > "$p"
+echo "$PUSHDEPLOY_RELEASE $(basename "$(pwd -P)")" >> "$PUSHDEPLOY_PATH/restarts"`
+	tg := newTarget(t, hosts, ssh.Restart(restart))
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			if b, err := os.ReadFile(filepath.Join(appDir(h), "httpd.pid")); err == nil {
+				exec.Command("kill", strings.TrimSpace(string(b))).Run()
+			}
+		}
+	})
+	health := pipeline.WithHealthCheck(pipeline.HealthCheck{URL: "http://{{.Address}}:8080/health", Body: "^ok", Interval: 50 * time.Millisecond, Retries: 20, Timeout: time.Second})
+	serves := func(h *testbench.SSHHost, want string) {
+		t.Helper()
+		host, _, _ := strings.Cut(h.Addr, ":")
+		resp, err := http.Get("http://" + host + ":8080/index.html")
+		if err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Fatalf("%s serves %q; want %q", h.Name, b, want)
+		}
+	}
+
+	v1 := tree{"index.html": "one", "health": "ok"}
+	if _, err := rollout(t, tg, release(t, tg, "r1", writeTree(t, v1)), health); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v1)
+		serves(h, "one")
+	}
+	// A release that is not healthy: the first batch (one host) fails, goes back to r1 and
+	// is restarted; the others are never touched.
+	bad := tree{"index.html": "two", "health": "broken"}
+	_, err := rollout(t, tg, release(t, tg, "r2", writeTree(t, bad)), health, pipeline.WithBatchSize(1))
+	if err == nil || !strings.Contains(err.Error(), hosts[0].Addr) || !strings.Contains(err.Error(), "health") {
+		t.Fatalf("deploy of an unhealthy release = %v; want a health failure on %s", err, hosts[0].Name)
+	}
+	for i, h := range hosts {
+		assertCurrent(t, h, v1)
+		serves(h, "one")
+		want := "r1 r1"
+		if i == 0 {
+			want = "r1 r1,r2 r2,r1 r1"
+		}
+		if got := strings.Join(restarts(t, h), ","); got != want {
+			t.Errorf("%s: restarts %q; want %q", h.Name, got, want)
+		}
 	}
 }
