@@ -647,6 +647,14 @@ func (h *Host) finalizeScript(id string, d *diff, meta releaseMeta) string {
 	for _, e := range append(append([]*Entry{}, d.mkdir...), d.dirMode...) {
 		fmt.Fprintf(&b, "chmod %04o %s\n", e.Mode, q(rel+"/"+e.Path))
 	}
+	// What interrupted deploys left: release directories without metadata, staging
+	// directories (deploys hold the lock: none of them is running).
+	fmt.Fprintf(&b, `live=$(readlink current 2>/dev/null || true)
+for d in releases/* .pushdeploy/staging/*; do
+  [ -d "$d" ] && [ "${d##*/}" != %[1]s ] || continue
+  case $d in releases/*) [ -f ".pushdeploy/releases/${d##*/}.json" ] || [ "$d" = "$live" ] || rm -rf -- "$d" ;; *) rm -rf -- "$d" ;; esac
+done
+`, id)
 	mj, _ := json.Marshal(meta)
 	fmt.Fprintf(&b, "rm -rf %s\ncat > .pushdeploy/releases/%s.json.tmp <<'%s'\n%s\n%s\n", st, id, heredoc, mj, heredoc)
 	fmt.Fprintf(&b, "mv -f .pushdeploy/releases/%s.json.tmp .pushdeploy/releases/%s.json\n", id, id)

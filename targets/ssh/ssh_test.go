@@ -429,8 +429,14 @@ func TestKilledMidUploadKeepsTheLiveRelease(t *testing.T) {
 	if err != nil || st.Live == nil || st.Live.ID != "r1" || len(st.Kept) != 1 {
 		t.Fatalf("status after the kill = %+v, %v; want r1 live and the only kept release", st, err)
 	}
-	deploy(t, tg, r2)
+	// The rerun, under another id, leaves no trace of the interrupted one.
+	deploy(t, tg, release(t, tg, "r3", r2.Artifacts))
 	assertCurrent(t, h, big)
+	for _, p := range []string{"releases/r2", ".pushdeploy/staging/r2"} {
+		if _, err := os.Stat(filepath.Join(appDir(h), p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind", p)
+		}
+	}
 }
 
 func TestDiscardAndFirstDeployRollback(t *testing.T) {

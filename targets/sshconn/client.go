@@ -71,6 +71,8 @@ type ExitError struct {
 	Status int
 	// Signal names the signal that killed it ("KILL"), if one did.
 	Signal string
+	// Lost is true when the command ended without an exit status (the connection broke).
+	Lost bool
 	// Output is the tail of what the command printed on stderr (or stdout when stderr was
 	// empty).
 	Output string
@@ -78,8 +80,11 @@ type ExitError struct {
 
 func (e *ExitError) Error() string {
 	how := fmt.Sprintf("exit status %d", e.Status)
-	if e.Signal != "" {
+	switch {
+	case e.Signal != "":
 		how = "killed by signal " + e.Signal
+	case e.Lost:
+		how = "no exit status (the connection was lost)"
 	}
 	if e.Output == "" {
 		return fmt.Sprintf("command on %s failed: %s", e.Host, how)
@@ -155,6 +160,7 @@ func (c *Client) RunCmd(ctx context.Context, cmd Cmd) error {
 		c.kill(s, pid)
 		return fmt.Errorf("running a command on %s: %w", c.addr, ctx.Err())
 	}
+	pid.flush()
 	if err == nil {
 		return nil
 	}
@@ -168,7 +174,7 @@ func (c *Client) RunCmd(ctx context.Context, cmd Cmd) error {
 	}
 	var missing *ssh.ExitMissingError
 	if errors.As(err, &missing) {
-		return &ExitError{Host: c.addr, Status: -1, Signal: "(connection lost, no exit status)", Output: tail(out)}
+		return &ExitError{Host: c.addr, Status: -1, Lost: true, Output: tail(out)}
 	}
 	return fmt.Errorf("running a command on %s: %w", c.addr, err)
 }
@@ -198,13 +204,15 @@ func (c *Client) kill(s *ssh.Session, pid *pidFilter) {
 	s.Close()
 }
 
-// pidFilter takes the pid line off the front of a command's stderr.
+// pidFilter takes the pid line off a command's stderr. Lines before it (a login shell's
+// startup noise) pass through; after 4 KiB without it, it stops looking.
 type pidFilter struct {
-	w    io.Writer
-	buf  []byte
-	pid  int
-	done bool
-	got  chan struct{}
+	w       io.Writer
+	buf     []byte
+	scanned int
+	pid     int
+	done    bool
+	got     chan struct{}
 }
 
 func (p *pidFilter) Write(b []byte) (int, error) {
@@ -212,26 +220,48 @@ func (p *pidFilter) Write(b []byte) (int, error) {
 		return p.w.Write(b)
 	}
 	p.buf = append(p.buf, b...)
-	i := bytes.IndexByte(p.buf, '\n')
-	if i < 0 && len(p.buf) < 64 {
-		return len(b), nil
-	}
-	p.done = true
-	rest := p.buf
-	if i >= 0 && bytes.HasPrefix(p.buf, []byte(pidMarker)) {
-		p.pid, _ = strconv.Atoi(string(p.buf[len(pidMarker):i]))
-		rest = p.buf[i+1:]
-		if p.pid > 0 {
-			close(p.got)
+	for !p.done {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			if p.scanned+len(p.buf) > 4096 {
+				p.done = true
+			}
+			break
+		}
+		line := p.buf[:i+1]
+		p.buf = p.buf[i+1:]
+		p.scanned += len(line)
+		if bytes.HasPrefix(line, []byte(pidMarker)) {
+			p.pid, _ = strconv.Atoi(string(bytes.TrimSpace(line[len(pidMarker):])))
+			if p.pid > 0 {
+				close(p.got)
+			}
+			p.done = true
+			break
+		}
+		if _, err := p.w.Write(line); err != nil {
+			return 0, err
+		}
+		if p.scanned > 4096 {
+			p.done = true
 		}
 	}
-	p.buf = nil
-	if len(rest) > 0 {
+	if p.done && len(p.buf) > 0 {
+		rest := p.buf
+		p.buf = nil
 		if _, err := p.w.Write(rest); err != nil {
 			return 0, err
 		}
 	}
 	return len(b), nil
+}
+
+// flush passes on what is still held back.
+func (p *pidFilter) flush() {
+	if len(p.buf) > 0 {
+		p.w.Write(p.buf)
+		p.buf = nil
+	}
 }
 
 func multi(w io.Writer, t io.Writer) io.Writer {

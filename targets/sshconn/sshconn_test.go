@@ -232,3 +232,22 @@ func TestQuote(t *testing.T) {
 // testUser logs in a user whose shell is /bin/sh and who has no startup files: root's
 // ~/.bashrc on a development machine can be slow or hang (pyenv init).
 var testUser = testbench.SSHUser("pdtest")
+
+// The pid line the package puts on stderr never shows, whatever comes before it.
+func TestStderrIsPassedThrough(t *testing.T) {
+	h := testbench.SSHHosts(t, 1, testUser)[0]
+	c := dial(t, h)
+	for _, line := range []string{"echo a >&2; printf b >&2", "printf x >&2", "exit 0", "head -c 10000 /dev/zero | tr '\\0' z >&2"} {
+		_, errOut, err := c.Run(context.Background(), line)
+		if err != nil || bytes.Contains(errOut, []byte("pushdeploy-pid")) {
+			t.Fatalf("%s: stderr %q, %v", line, errOut, err)
+		}
+		want := map[string]int{"echo a >&2; printf b >&2": 3, "printf x >&2": 1, "exit 0": 0}[line]
+		if strings.HasPrefix(line, "head") {
+			want = 10000
+		}
+		if len(errOut) != want {
+			t.Fatalf("%s: stderr %q (%d bytes); want %d bytes", line, errOut[:min(20, len(errOut))], len(errOut), want)
+		}
+	}
+}
