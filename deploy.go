@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -138,7 +139,14 @@ func (m *Pushdeploy) Status(
 		names = []string{env}
 	}
 	st := x.Status(ctx, names...)
-	return format(output, st, func(w io.Writer) error { return pipeline.RenderStatus(w, st) })
+	out, err := format(output, st, func(w io.Writer) error { return pipeline.RenderStatus(w, st) })
+	if err != nil {
+		return "", err
+	}
+	if err := pipeline.StatusError(st); err != nil {
+		return "", fmt.Errorf("%w\n%s", err, out)
+	}
+	return out, nil
 }
 
 // What a deploy of the current source to env would change on each host (files to add,
@@ -285,6 +293,15 @@ func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env st
 	if err != nil {
 		return nil, err
 	}
+	// file:PATH in the file names a file of the source, e.g. file:.ci/known_hosts.
+	sec.ReadFile = func(p string) ([]byte, error) {
+		if path.IsAbs(p) || strings.HasPrefix(path.Clean(p), "..") {
+			return nil, fmt.Errorf("file:%s: in the module, file: names a file of the source directory, by a relative path", p)
+		}
+		s, err := m.Source.File(p).Contents(ctx)
+		return []byte(s), err
+	}
+	sec.Preload(f)
 	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(targetExtra)}, nil
 }
 

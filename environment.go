@@ -66,8 +66,8 @@ func (m *Pushdeploy) WithEnvironment(
 	// repeatable).
 	// +optional
 	volume []string,
-	// The container's restart policy: no, always, unless-stopped or on-failure (docker).
-	// Default: unless-stopped.
+	// The container's restart policy: no, unless-stopped or on-failure (docker). Default:
+	// unless-stopped.
 	// +optional
 	restartPolicy string,
 	// The container's memory limit, e.g. 512m (docker). Default: no limit.

@@ -71,8 +71,8 @@ type Artifact struct {
 	Image string
 }
 
-// TargetMaker makes the target of the named environment.
-type TargetMaker func(ctx context.Context, app, name string, env *config.Environment, secrets *Secrets) (targets.Target, error)
+// TargetMaker makes the target of the environment of f called name.
+type TargetMaker func(ctx context.Context, f *config.File, name string, secrets *Secrets) (targets.Target, error)
 
 // Publisher pushes and copies images.
 type Publisher interface {
@@ -196,7 +196,7 @@ func resolveStage(ctx context.Context, r *run) error {
 	if r.req.Targets == nil {
 		return errors.New("no way to make targets")
 	}
-	t, err := r.req.Targets(ctx, r.req.File.App, r.req.Env, env, &r.req.Secrets)
+	t, err := r.req.Targets(ctx, r.req.File, r.req.Env, &r.req.Secrets)
 	if err != nil {
 		return fmt.Errorf("environment %q: %w", r.req.Env, err)
 	}
@@ -290,7 +290,7 @@ func (r *run) liveIn(ctx context.Context, from string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("promotion source: %w", err)
 	}
-	t, err := r.req.Targets(ctx, r.req.File.App, from, src, &r.req.Secrets)
+	t, err := r.req.Targets(ctx, r.req.File, from, &r.req.Secrets)
 	if err != nil {
 		return "", fmt.Errorf("promotion source %q: %w", from, err)
 	}

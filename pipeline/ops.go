@@ -37,7 +37,7 @@ func (x *Environments) target(ctx context.Context, name string) (*config.Environ
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := x.Targets(ctx, x.File.App, name, env, &x.Secrets)
+	t, err := x.Targets(ctx, x.File, name, &x.Secrets)
 	if err != nil {
 		return nil, nil, fmt.Errorf("environment %q: %w", name, err)
 	}
@@ -177,6 +177,20 @@ func (x *Environments) Unlock(ctx context.Context, name string) (*targets.Lock, 
 	}
 	defer e.t.Close()
 	return Unlock(ctx, e.t)
+}
+
+// StatusError is the environments whose status could not be read, or nil.
+func StatusError(envs []EnvStatus) error {
+	var bad []string
+	for _, e := range envs {
+		if e.Error != "" {
+			bad = append(bad, fmt.Sprintf("%s: %s", e.Env, e.Error))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("reading the status of %d environment(s):\n  %s", len(bad), strings.Join(bad, "\n  "))
 }
 
 // RenderStatus prints every environment's hosts, one a line.

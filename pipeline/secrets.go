@@ -25,8 +25,49 @@ type Secrets struct {
 	Named map[string][]byte
 	// Local reads env:NAME and file:PATH references where pushdeploy runs (the CLI). In
 	// the Dagger module that would be the function's own container: there env:NAME is the
-	// secret passed as NAME, and file:PATH is refused.
+	// secret passed as NAME, and file:PATH is read with ReadFile (the source directory).
 	Local bool
+	// ReadFile reads file:PATH references when not Local. Nil: they are refused.
+	ReadFile func(path string) ([]byte, error)
+}
+
+// Preload resolves every secret the file names, in every environment, ahead of the
+// deploy: so that all of them are masked in what the deploy prints from its first line,
+// and so that a secret named NAME and not passed is read from the variable $NAME where the
+// CLI runs (CI keeps secrets in variables) — only the names the file uses, never the
+// whole environment. A reference that cannot be resolved is left for the stage that needs
+// it to report.
+func (s *Secrets) Preload(f *config.File) {
+	if f == nil {
+		return
+	}
+	if s.Named == nil {
+		s.Named = map[string][]byte{}
+	}
+	for _, env := range f.EnvNames() {
+		uses, err := f.Secrets(env)
+		if err != nil {
+			continue
+		}
+		for _, u := range uses {
+			ref := u.Ref
+			switch ref.Kind() {
+			case "name":
+				if _, ok := s.Named[ref.Name()]; !ok && s.Local {
+					if v, ok := os.LookupEnv(ref.Name()); ok {
+						s.Named[ref.Name()] = []byte(v)
+					}
+				}
+			case "env", "file":
+				if _, ok := s.Named[string(ref)]; ok {
+					continue
+				}
+				if v, err := s.Resolve(ref, nil, u.Path); err == nil {
+					s.Named[string(ref)] = v
+				}
+			}
+		}
+	}
 }
 
 // Resolve returns the value of ref, or of slot when ref is empty. what names the secret
@@ -42,6 +83,9 @@ func (s *Secrets) Resolve(ref config.SecretRef, slot []byte, what string) ([]byt
 		}
 		return v, nil
 	case "env":
+		if v, ok := s.Named[string(ref)]; ok { // preloaded
+			return v, nil
+		}
 		if !s.Local {
 			// In the module the caller's environment is not ours: env:NAME is the secret
 			// the caller passed from its own $NAME (dagger call --secrets env:NAME).
@@ -56,10 +100,17 @@ func (s *Secrets) Resolve(ref config.SecretRef, slot []byte, what string) ([]byt
 		}
 		return []byte(v), nil
 	case "file":
-		if !s.Local {
-			return nil, fmt.Errorf("%s: %q reads a file where pushdeploy runs, which the Dagger module does not share: pass the secret by name", what, string(ref))
+		if v, ok := s.Named[string(ref)]; ok { // preloaded
+			return v, nil
 		}
-		v, err := os.ReadFile(ref.Name())
+		read := os.ReadFile
+		if !s.Local {
+			if s.ReadFile == nil {
+				return nil, fmt.Errorf("%s: %q reads a file where pushdeploy runs, which the Dagger module does not share: pass the secret by name", what, string(ref))
+			}
+			read = s.ReadFile
+		}
+		v, err := read(ref.Name())
 		if err != nil {
 			return nil, fmt.Errorf("%s: reading secret file: %w", what, err)
 		}

@@ -73,3 +73,38 @@ func TestMaskerHidesSecretsAndTheirLines(t *testing.T) {
 		t.Errorf("maskError: %v", err)
 	}
 }
+
+func TestPreloadReadsOnlyWhatTheFileNames(t *testing.T) {
+	f, err := config.Parse("pushdeploy.yaml", []byte(`app: web
+environments:
+  staging:
+    docker:
+      hosts: [a]
+      user: deploy
+      secret_env: {DB_URL: DATABASE_URL, API: "env:PD_API"}
+    notifications:
+      slack: {webhook: SLACK_HOOK}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DATABASE_URL", "postgres://secret")
+	t.Setenv("PD_API", "api-secret")
+	t.Setenv("APPROVED_BY", "alice") // not named by the file: never read, never masked
+	s := Secrets{Local: true, Named: map[string][]byte{"SLACK_HOOK": []byte("given-on-the-command-line")}}
+	s.Preload(f)
+	want := map[string]string{"DATABASE_URL": "postgres://secret", "env:PD_API": "api-secret", "SLACK_HOOK": "given-on-the-command-line"}
+	if len(s.Named) != len(want) {
+		t.Errorf("preloaded %d secrets, want %d", len(s.Named), len(want))
+	}
+	for k, v := range want {
+		if string(s.Named[k]) != v {
+			t.Errorf("Named[%q] = %q, want %q", k, s.Named[k], v)
+		}
+	}
+	var b strings.Builder
+	newMasker(&b, s.values()).Write([]byte("approved by alice with api-secret\n"))
+	if b.String() != "approved by alice with ***\n" {
+		t.Errorf("masked %q", b.String())
+	}
+}

@@ -59,6 +59,7 @@ func (c *common) environments(cmd *cobra.Command, env string) (*pipeline.Environ
 	if err != nil {
 		return nil, err
 	}
+	s.Preload(f)
 	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(assemble.Extra{}), Log: stderr,
 		Deployer: c.deployer, PipelineID: c.pipelineID}, nil
 }
@@ -95,14 +96,6 @@ func (c *common) resolveSecrets() (pipeline.Secrets, error) {
 		}
 		s.Named[name] = v
 	}
-	// A secret the file names and the command line does not give is read from the
-	// environment variable of the same name, as in CI where secrets are variables.
-	for _, kv := range os.Environ() {
-		name, v, _ := strings.Cut(kv, "=")
-		if _, given := s.Named[name]; !given && isSecretName(name) {
-			s.Named[name] = []byte(v)
-		}
-	}
 	return s, nil
 }
 
@@ -114,17 +107,6 @@ func localRef(v string) config.SecretRef {
 	return config.SecretRef("file:" + v)
 }
 
-func isSecretName(s string) bool {
-	if s == "" || s[0] < 'A' || s[0] > 'Z' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
 
 // runHookLocally runs a hook command with sh where the CLI runs: the CLI has no
 // container engine, so the "container" of hooks is this machine.

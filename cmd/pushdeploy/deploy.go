@@ -115,9 +115,15 @@ func statusCmd() *cobra.Command {
 			}
 			st := x.Status(cmd.Context(), names...)
 			if c.output == "json" {
-				return pipeline.JSON(cmd.OutOrStdout(), st)
+				err = pipeline.JSON(cmd.OutOrStdout(), st)
+			} else {
+				err = pipeline.RenderStatus(cmd.OutOrStdout(), st)
 			}
-			return pipeline.RenderStatus(cmd.OutOrStdout(), st)
+			if err != nil {
+				return err
+			}
+			// What could not be read fails the command, so a CI step can stop on it.
+			return pipeline.StatusError(st)
 		},
 	}
 	c.flags(cmd)

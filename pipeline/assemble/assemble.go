@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
@@ -30,12 +31,17 @@ var _ pipeline.TargetMaker = Maker(Extra{})
 
 // Maker returns the pipeline.TargetMaker that makes targets from the file.
 func Maker(extra Extra) pipeline.TargetMaker {
-	return func(ctx context.Context, app, name string, env *config.Environment, s *pipeline.Secrets) (targets.Target, error) {
+	return func(ctx context.Context, f *config.File, name string, s *pipeline.Secrets) (targets.Target, error) {
+		env, err := f.Env(name)
+		if err != nil {
+			return nil, err
+		}
+		app, img := f.App, f.Image
 		switch env.Kind() {
 		case "ssh":
 			return server(app, name, env, s, extra)
 		case "docker":
-			return dockerTarget(app, name, env, s, extra)
+			return dockerTarget(app, name, env, img, s, extra)
 		case "kubernetes":
 			return kube(app, name, env, s, extra)
 		}
@@ -84,7 +90,7 @@ func hostPort(h config.HostSpec) string {
 	return h.Host + ":" + strconv.Itoa(port)
 }
 
-func dockerTarget(app, name string, env *config.Environment, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
+func dockerTarget(app, name string, env *config.Environment, img *config.Image, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
 	d := env.Docker
 	sshOpts, err := sshOptions(d.SSHAccess, s, extra.SSH)
 	if err != nil {
@@ -100,6 +106,18 @@ func dockerTarget(app, name string, env *config.Environment, s *pipeline.Secrets
 	}
 	if len(d.Ports) > 0 {
 		opts = append(opts, docker.WithPorts(d.Ports...))
+	}
+	if d.Container != "" {
+		opts = append(opts, docker.WithContainerName(d.Container))
+	}
+	// The hosts pull with the credentials the image is published with, sent per pull and
+	// only to that registry.
+	if img != nil && img.Username != "" {
+		pw, err := s.Resolve(img.Password, s.RegistryPassword, "image.password")
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, docker.WithRegistryAuth(registryOf(img), img.Username, strings.TrimSpace(string(pw))))
 	}
 	if d.Network != "" {
 		opts = append(opts, docker.WithNetwork(d.Network))
@@ -162,6 +180,14 @@ func kube(app, name string, env *config.Environment, s *pipeline.Secrets, extra 
 		ws = append(ws, kubernetes.Workload{Name: d.Name, Containers: d.Containers})
 	}
 	return kubernetes.New(app, name, ws, append(opts, extra.Kubernetes...)...)
+}
+
+// registryOf is the registry host of the file's image: Docker Hub when it names none.
+func registryOf(img *config.Image) string {
+	if img.Registry != "" {
+		return img.Registry
+	}
+	return "index.docker.io"
 }
 
 func firstNonEmpty(s ...string) string {

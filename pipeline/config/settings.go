@@ -47,7 +47,7 @@ type Settings struct {
 	EnvVars       []string `flag:"env-var" key:"{docker}.env" help:"A plain environment variable of the container, KEY=VALUE (docker; repeatable). Secrets go in --secret-env."`
 	SecretEnv     []string `flag:"secret-env" key:"{docker}.secret_env" help:"An environment variable of the container from a secret, KEY=SECRET where SECRET is NAME, env:NAME or file:PATH (docker; repeatable)."`
 	Volumes       []string `flag:"volume" key:"{docker}.volumes" help:"A volume or host path to mount, as docker run -v does, e.g. data:/var/lib/app (docker; repeatable)."`
-	RestartPolicy string   `flag:"restart-policy" key:"{docker}.restart" help:"The container's restart policy: no, always, unless-stopped or on-failure (docker). Default: unless-stopped."`
+	RestartPolicy string   `flag:"restart-policy" key:"{docker}.restart" help:"The container's restart policy: no, unless-stopped or on-failure (docker). Default: unless-stopped."`
 	Memory        string   `flag:"memory" key:"{docker}.memory" help:"The container's memory limit, e.g. 512m (docker). Default: no limit."`
 	CPUs          float64  `flag:"cpus" key:"{docker}.cpus" help:"The container's CPU limit, e.g. 1.5 (docker). Default: no limit."`
 	StopTimeout   string   `flag:"stop-timeout" key:"{docker}.stop_timeout" help:"How long the old container gets to stop before it is killed, e.g. 30s (docker). Default: 10s."`

@@ -16,7 +16,7 @@ func TestFromSettingsDocker(t *testing.T) {
 		Hosts: []string{"10.0.0.1", "ops@10.0.0.2:2222", "[::1]:22"}, User: "deploy", Port: 2200, Jump: "bastion@jump.example.com:22",
 		Container: "web-blue", Publish: []string{"8080:80"}, Network: "host",
 		EnvVars: []string{"MODE=staging", "EMPTY="}, SecretEnv: []string{"DATABASE_URL=DATABASE_URL", "API_TOKEN=env:API_TOKEN"},
-		Volumes: []string{"data:/var/lib/app"}, RestartPolicy: "always", Memory: "512m", CPUs: 1.5, StopTimeout: "30s",
+		Volumes: []string{"data:/var/lib/app"}, RestartPolicy: "on-failure", Memory: "512m", CPUs: 1.5, StopTimeout: "30s",
 		ImageRepository: "acme/web", ImageRegistry: "127.0.0.1:5000", ImageUsername: "ci", ImagePassword: "REGISTRY_PASSWORD", ImageLatest: true,
 		HealthURL: "http://{{.Address}}:8080/health", HealthStatus: 204, HealthBody: "ok", HealthInterval: "2s", HealthTimeout: "3s", HealthRetries: 7,
 		Batch: "25%", Keep: 3, LockWait: "1m", LockTTL: "20m", Protected: true,
@@ -40,7 +40,7 @@ func TestFromSettingsDocker(t *testing.T) {
 			Container: "web-blue", Ports: []string{"8080:80"}, Network: "host",
 			Env:       map[string]string{"MODE": "staging", "EMPTY": ""},
 			SecretEnv: map[string]config.SecretRef{"DATABASE_URL": "DATABASE_URL", "API_TOKEN": "env:API_TOKEN"},
-			Volumes:   []string{"data:/var/lib/app"}, Restart: "always", Memory: "512m", CPUs: 1.5, StopTimeout: dur(30 * time.Second),
+			Volumes:   []string{"data:/var/lib/app"}, Restart: "on-failure", Memory: "512m", CPUs: 1.5, StopTimeout: dur(30 * time.Second),
 		},
 		Protected: true,
 		Health: &config.Health{
@@ -315,7 +315,7 @@ func TestFromSettingsErrors(t *testing.T) {
 			`--env-var: value 4 is not KEY=VALUE`,
 			`--memory: "lots" does not match ^[0-9]+[bkmgBKMG]?$`,
 			`--publish: "eighty" is not a port mapping like "8080:80" or "127.0.0.1:8080:80/tcp"`,
-			`--restart-policy: "sometimes" is not one of "no", "always", "unless-stopped", "on-failure"`,
+			`--restart-policy: "sometimes" is not one of "no", "unless-stopped", "on-failure"`,
 			`--secret-env: value 3 is not KEY=SECRET (SECRET: NAME, env:NAME or file:PATH)`,
 			`--secret-env KEY: holds a PEM block (a key or certificate): put it in a secret and name it here (NAME, env:NAME or file:PATH)`,
 			`--volume: "data" is not a volume like "data:/var/lib/app" or "/srv/x:/x:ro"`,
@@ -332,7 +332,7 @@ func TestFromSettingsErrors(t *testing.T) {
 			`--env-var GH_TOKEN: the name says it is a secret, so its value does not belong in the file: give it as --secret-env KEY=SECRET`,
 			`--memory: "lots" does not match ^[0-9]+[bkmgBKMG]?$`,
 			`--publish: "eighty" is not a port mapping like "8080:80" or "127.0.0.1:8080:80/tcp"`,
-			`--restart-policy: "sometimes" is not one of "no", "always", "unless-stopped", "on-failure"`,
+			`--restart-policy: "sometimes" is not one of "no", "unless-stopped", "on-failure"`,
 			`--volume: "data" is not a volume like "data:/var/lib/app" or "/srv/x:/x:ro"`,
 		}},
 		{"health", docker(func(s *config.Settings) { s.HealthStatus, s.HealthRetries = 200, 3 }), []string{
@@ -523,7 +523,7 @@ func TestValidateTagsOfFileBuiltInCode(t *testing.T) {
 		`pushdeploy.yaml: environments.prod.health.http: missing required key "url"`,
 		`pushdeploy.yaml: environments.prod.ssh: missing required key "path"`,
 		`pushdeploy.yaml: environments.staging.docker.hosts[0].port: 70000 is more than the maximum 65535`,
-		`pushdeploy.yaml: environments.staging.docker.restart: "sometimes" is not one of "no", "always", "unless-stopped", "on-failure"`,
+		`pushdeploy.yaml: environments.staging.docker.restart: "sometimes" is not one of "no", "unless-stopped", "on-failure"`,
 		`pushdeploy.yaml: image: missing required key "repository"`,
 	}, "\n")
 	if err := f.Validate(); err == nil || err.Error() != want {

@@ -174,8 +174,10 @@ type DockerTarget struct {
 	SecretEnv map[string]SecretRef `yaml:"secret_env,omitempty"`
 	// Volumes mounts volumes or host paths, as docker run -v does: "data:/var/lib/app".
 	Volumes []string `yaml:"volumes,omitempty"`
-	// Restart is the container's restart policy. Default: "unless-stopped".
-	Restart string `yaml:"restart,omitempty" jsonschema:"enum=no,enum=always,enum=unless-stopped,enum=on-failure"`
+	// Restart is the container's restart policy. Default: "unless-stopped". ("always" is
+	// refused: the engine would start the stopped containers kept for rollback beside the
+	// live one when it restarts.)
+	Restart string `yaml:"restart,omitempty" jsonschema:"enum=no,enum=unless-stopped,enum=on-failure"`
 	// Memory limits the container's memory: "512m", "2g". Default: no limit.
 	Memory string `yaml:"memory,omitempty" jsonschema:"pattern=^[0-9]+[bkmgBKMG]?$"`
 	// CPUs limits the container's CPUs, e.g. 1.5. Default: no limit.
