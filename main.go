@@ -41,10 +41,10 @@ type Pushdeploy struct {
 	Created string
 
 	// Credentials for deploy-like functions, passed by id and read only inside them.
-	SSHKey           *dagger.Secret // +private
-	KnownHosts       *dagger.File   // +private
-	Kubeconfig       *dagger.Secret // +private
-	RegistryPassword *dagger.Secret // +private
+	SSHKey           *dagger.Secret   // +private
+	KnownHosts       *dagger.File     // +private
+	Kubeconfig       *dagger.Secret   // +private
+	RegistryPassword *dagger.Secret   // +private
 	Secrets          []*dagger.Secret // +private
 
 	// The environment described with arguments (WithEnvironment), as JSON of

@@ -107,7 +107,6 @@ func localRef(v string) config.SecretRef {
 	return config.SecretRef("file:" + v)
 }
 
-
 // runHookLocally runs a hook command with sh where the CLI runs: the CLI has no
 // container engine, so the "container" of hooks is this machine.
 func runHookLocally(ctx context.Context, _ string, cmd string, env map[string]string) ([]byte, error) {

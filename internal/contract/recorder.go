@@ -39,7 +39,7 @@ type Engine struct {
 	leaves   map[string]any
 	ids      map[string]string // id handed out -> the chain it stands for
 	onExport func(chain, path string) error
-	codes    map[string]int // exit codes by a substring of the chain
+	codes    map[string]int    // exit codes by a substring of the chain
 	files    map[string]string // File.contents by file name
 }
 

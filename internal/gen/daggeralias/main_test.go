@@ -21,7 +21,7 @@ func TestCommittedLayerIsCurrent(t *testing.T) {
 	root := filepath.Join("..", "..", "..")
 	for path, want := range map[string][]byte{
 		filepath.Join(root, "internal", "dagger", "dagger.gen.go"): aliasFile(decls, version),
-		filepath.Join(root, "dagger.gen.go"):                        mainFile(version),
+		filepath.Join(root, "dagger.gen.go"):                       mainFile(version),
 	} {
 		got, err := os.ReadFile(path)
 		if err != nil {
