@@ -40,16 +40,25 @@ type Pushdeploy struct {
 	// The build time for the image's created label, RFC 3339.
 	Created string
 
-	// Credentials for deploy-like functions, passed by id and read only inside them.
-	SSHKey           *dagger.Secret   // +private
-	KnownHosts       *dagger.File     // +private
-	Kubeconfig       *dagger.Secret   // +private
-	RegistryPassword *dagger.Secret   // +private
-	Secrets          []*dagger.Secret // +private
-
-	// The environment described with arguments (WithEnvironment), as JSON of
+	// The SSH private key, read only inside deploy-like functions.
+	// +private
+	SSHKey *dagger.Secret
+	// The known_hosts lines host keys are verified against.
+	// +private
+	KnownHosts *dagger.File
+	// The kubeconfig, read only inside deploy-like functions.
+	// +private
+	Kubeconfig *dagger.Secret
+	// The registry password or token.
+	// +private
+	RegistryPassword *dagger.Secret
+	// Further secrets the environments file names, each known by its name.
+	// +private
+	Secrets []*dagger.Secret
+	// The environment described with arguments (with-environment), as JSON of
 	// config.Settings; "" when the file alone describes it.
-	Settings string // +private
+	// +private
+	Settings string
 }
 
 func New(
