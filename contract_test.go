@@ -163,7 +163,7 @@ func TestTestRunsTestsAndReturnsJUnit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eng := connect(t, contract.Entries(tc.entries...))
-			dir, err := module().Test(context.Background(), "")
+			dir, err := module().Test(context.Background(), "", false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +180,7 @@ func TestTestRunsTestsAndReturnsJUnit(t *testing.T) {
 
 func TestTestFailureShowsOutput(t *testing.T) {
 	connect(t, contract.Entries("go.mod"), contract.ExitCode(1), contract.Output("--- FAIL: TestHealth (0.00s)\n    main_test.go:12: got 503\nFAIL"))
-	_, err := module().Test(context.Background(), "")
+	_, err := module().Test(context.Background(), "", false)
 	if err == nil {
 		t.Fatal("a failing test run returned no error")
 	}
@@ -193,8 +193,21 @@ func TestTestFailureShowsOutput(t *testing.T) {
 
 func TestTestOnlyDockerfileIsAnError(t *testing.T) {
 	connect(t, contract.Entries("Dockerfile"))
-	_, err := module().Test(context.Background(), "")
+	_, err := module().Test(context.Background(), "", false)
 	if err == nil || !strings.Contains(err.Error(), "no go.mod, no package.json") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+func TestTestAllowFailureReturnsTheReports(t *testing.T) {
+	eng := connect(t, contract.Entries("go.mod"), contract.ExitCode(1), contract.Output("--- FAIL: TestX"))
+	dir, err := module().Test(context.Background(), "", true)
+	if err != nil {
+		t.Fatalf("with allow-failure a failing run returned %v", err)
+	}
+	if _, err := dir.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, eng.Transcript(), `.directory(path:"/reports").sync`)
+	mustNotContain(t, eng.Transcript(), ".combinedOutput")
 }

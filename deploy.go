@@ -396,7 +396,7 @@ func (m *Pushdeploy) buildFor(f *config.File, skipTests bool) func(context.Conte
 			mm.GoRuntime, mm.NodeRuntime = b.Base, b.Base
 		}
 		if _, err := mm.detect(ctx, testKind(b.Kind), pipeline.DetectTest); err == nil && !skipTests {
-			if _, err := mm.Test(ctx, testKind(b.Kind)); err != nil {
+			if _, err := mm.Test(ctx, testKind(b.Kind), false); err != nil {
 				return nil, err
 			}
 		}

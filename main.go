@@ -215,6 +215,10 @@ func (m *Pushdeploy) Test(
 	// What to test as instead of detecting it: go or node.
 	// +optional
 	kind string,
+	// Return the reports even when tests fail, for a CI step that publishes them and
+	// fails the build on its own (Jenkins' junit, GitHub's test reporters).
+	// +optional
+	allowFailure bool,
 ) (*dagger.Directory, error) {
 	kind, err := m.detect(ctx, kind, pipeline.DetectTest)
 	if err != nil {
@@ -239,7 +243,7 @@ func (m *Pushdeploy) Test(
 	if err != nil {
 		return nil, err
 	}
-	if code != 0 {
+	if code != 0 && !allowFailure {
 		out, err := ctr.CombinedOutput(ctx)
 		if err != nil {
 			return nil, err
