@@ -378,18 +378,28 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if len(d.send) > 0 {
-		if _, err := h.script(ctx, h.verifyScript(r.ID, d)); err != nil {
-			return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
-		}
-		if err := h.place(ctx, sc, r.ID, d.send); err != nil {
-			return err
-		}
-	}
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID}
-	if _, err := h.script(ctx, h.finalizeScript(r.ID, d, meta)); err != nil {
-		return fmt.Errorf("completing release %q on %s: %w", r.ID, h.addr, err)
+	finalize := h.finalizeScript(r.ID, d, meta)
+	switch n := len(d.send); {
+	case n > 0 && n <= shellMoves:
+		// A few files: verify, move and complete in one script, one round trip.
+		s := h.verifyScript(r.ID, d) + h.moveScript(r.ID, d.send) + finalize
+		if _, err := h.script(ctx, s); err != nil {
+			return fmt.Errorf("verifying and placing the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
+		}
+	default:
+		if n > 0 {
+			if _, err := h.script(ctx, h.verifyScript(r.ID, d)); err != nil {
+				return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
+			}
+			if err := h.place(ctx, sc, r.ID, d.send); err != nil {
+				return err
+			}
+		}
+		if _, err := h.script(ctx, finalize); err != nil {
+			return fmt.Errorf("completing release %q on %s: %w", r.ID, h.addr, err)
+		}
 	}
 	h.t.remember(m) // the next deploy from this machine need not download it
 	up := Upload{}
@@ -456,6 +466,21 @@ func (h *Host) place(ctx context.Context, sc *sftp.Client, id string, files []*E
 		}
 		return nil
 	})
+}
+
+// shellMoves is the number of files up to which the host's shell moves them into place
+// (one process each) in the script that also verifies and completes the release; more
+// are renamed over SFTP, many requests in flight and no process per file.
+const shellMoves = 16
+
+// moveScript renames staged files into the release with mv.
+func (h *Host) moveScript(id string, files []*Entry) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cd %s\n", sshconn.Quote(h.path))
+	for i, e := range files {
+		fmt.Fprintf(&b, "mv -f .pushdeploy/staging/%s/%d %s\n", id, i, sshconn.Quote("releases/"+id+"/"+e.Path))
+	}
+	return b.String()
 }
 
 // each runs fn for every file, o.parallel at a time, and stops at the first error.
