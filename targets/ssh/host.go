@@ -85,7 +85,12 @@ func (h *Host) client(ctx context.Context) (*sshconn.Client, error) {
 	}
 	c, err := sshconn.Dial(ctx, h.addr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("host %s is unreachable: %w", h.addr, err)
+		var op *net.OpError
+		var hk *sshconn.HostKeyError
+		if errors.As(err, &op) && !errors.As(err, &hk) {
+			return nil, fmt.Errorf("host %s is unreachable: %w", h.addr, err)
+		}
+		return nil, err // names the host: a host key, a login refused
 	}
 	h.c = c
 	go func() {

@@ -687,3 +687,18 @@ func TestArtifactsChangedAfterTheirDigest(t *testing.T) {
 	want["index.html"] = "tampered"
 	assertCurrent(t, hosts[0], want)
 }
+
+func TestWrongKeyIsALoginError(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	other := testbench.SSHHosts(t, 1, testUser)[0] // another client key
+	tg, err := ssh.New("myapp", "test", []ssh.HostConfig{{Addr: hosts[0].Addr, User: hosts[0].User, Path: appDir(hosts[0])}},
+		ssh.PrivateKey(other.ClientKey), ssh.KnownHosts(hosts[0].KnownHosts), ssh.ManifestCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	_, err = tg.Hosts()[0].Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), hosts[0].Addr) || !strings.Contains(err.Error(), "did not accept the key") || strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("status with a key the host does not accept = %v", err)
+	}
+}

@@ -227,6 +227,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		if err == nil {
 			err = ctx.Err()
 		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fmt.Errorf("logging in to %s as %q: the host did not accept the key: %w", addr, o.user, err)
+		}
 		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
 	}
 	conn.SetDeadline(time.Time{})
