@@ -319,3 +319,25 @@ echo "$PUSHDEPLOY_RELEASE $(basename "$(pwd -P)")" >> "$PUSHDEPLOY_PATH/restarts
 		}
 	}
 }
+
+func TestRolloutRestartFailureRollsBack(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser)
+	good := newTarget(t, hosts)
+	if _, err := rollout(t, good, release(t, good, "r1", writeTree(t, v1))); err != nil {
+		t.Fatal(err)
+	}
+	// The restart fails for r2 only: the switch back to r1 restarts fine.
+	bad := newTarget(t, hosts, ssh.Restart(`if [ "$PUSHDEPLOY_RELEASE" = r2 ]; then echo "pm2: process myapp not found" >&2; exit 3; fi`))
+	_, err := rollout(t, bad, release(t, bad, "r2", writeTree(t, tree{"index.html": "two"})))
+	if err == nil {
+		t.Fatal("deploy succeeded although the restart failed")
+	}
+	for _, want := range []string{"restarting", "pm2: process myapp not found", "exit status 3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v1)
+	}
+}
