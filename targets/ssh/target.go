@@ -12,6 +12,10 @@
 // shares. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
+// Hosts need what every Linux server has: a POSIX shell, GNU coreutils (cp -al, mv -T,
+// sha256sum), awk, gzip, flock (util-linux, for the deploy lock) and the SFTP subsystem.
+// The web server, process manager or unit serves path/current.
+//
 // This package is plain Go: it never imports the Dagger bindings.
 package ssh
 
