@@ -302,7 +302,9 @@ func (h *SSHHost) start(port int) error {
 		cmd = exec.Command("ip", "netns", "exec", h.Netns, SSHD, "-D", "-e", "-f", h.config)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that dies (a timeout's panic, a kill) takes its servers
+	// along instead of leaving them listening.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
