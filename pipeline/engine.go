@@ -127,11 +127,14 @@ func (e *engine) statuses(ctx context.Context) ([]targets.Status, error) {
 
 // lock takes the target's lock, waiting as configured, and renews it until unlock.
 func (e *engine) lock(ctx context.Context) (unlock func(), err error) {
-	l := e.newLock()
+	var l targets.Lock
 	lk := e.t.Locker()
 	deadline := e.o.now().Add(e.o.lockWait)
 	backoff := 200 * time.Millisecond
 	for {
+		// A fresh lock each attempt: its times are the attempt's, so a holder's lock that
+		// expired while we waited is judged expired.
+		l = e.newLock()
 		err := lk.Acquire(ctx, l)
 		var held *targets.HeldError
 		if err == nil {

@@ -107,3 +107,26 @@ func TestRollbackTo(t *testing.T) {
 		t.Errorf("first release: got %v", err)
 	}
 }
+
+// addrHost is a host with an address, enough for rendering health URLs.
+type addrHost struct {
+	targets.Host
+	name, addr string
+}
+
+func (h addrHost) Name() string    { return h.name }
+func (h addrHost) Address() string { return h.addr }
+
+func TestHealthURLTemplate(t *testing.T) {
+	hc := HealthCheck{URL: "http://{{.Address}}:8080/health?host={{.Host}}&r={{.Release}}"}
+	for _, tc := range []struct{ addr, want string }{
+		{"10.0.0.1", "http://10.0.0.1:8080/health?host=web1&r=R1"},
+		{"::1", "http://[::1]:8080/health?host=web1&r=R1"},
+		{"web1.example.com", "http://web1.example.com:8080/health?host=web1&r=R1"},
+	} {
+		got, err := hc.url(addrHost{name: "web1", addr: tc.addr}, "R1")
+		if err != nil || got != tc.want {
+			t.Errorf("address %q: %q, %v; want %q", tc.addr, got, err, tc.want)
+		}
+	}
+}

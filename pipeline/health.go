@@ -126,6 +126,10 @@ func (hc *HealthCheck) url(h targets.Host, id string) (string, error) {
 	addr := h.Name()
 	if a, ok := h.(targets.Addresser); ok {
 		addr = a.Address()
+		// An IPv6 address goes into a URL in brackets: http://[::1]:8080/.
+		if strings.Contains(addr, ":") && !strings.HasPrefix(addr, "[") {
+			addr = "[" + addr + "]"
+		}
 	}
 	t, err := template.New("url").Option("missingkey=error").Parse(hc.URL)
 	if err != nil {

@@ -121,9 +121,9 @@ func parseLock(b []byte) (*targets.Lock, error) {
 	return &l, nil
 }
 
-// Acquire takes the lock for l when nobody holds it or the holder's lock expired before
-// l.Acquired (the deploying machine's clock). A lock held by someone else is a
-// *targets.HeldError.
+// Acquire takes the lock for l when nobody holds it or the holder's lock has expired by
+// this machine's clock (the deploying machine's: hosts' clocks are not trusted). A lock
+// held by someone else is a *targets.HeldError.
 func (f *Files) Acquire(ctx context.Context, l targets.Lock) error {
 	b, err := lockFile(l)
 	if err != nil {
@@ -131,7 +131,7 @@ func (f *Files) Acquire(ctx context.Context, l targets.Lock) error {
 	}
 	body := fmt.Sprintf(`if [ -s "$f" ] && [ "$(head -n 1 "$f")" -gt %d ] 2>/dev/null; then cat "$f"; exit %d; fi
 cat > "$f.tmp" && mv -f "$f.tmp" "$f"
-`, l.Acquired.Unix(), statusHeld)
+`, time.Now().Unix(), statusHeld)
 	out, err := f.guarded(ctx, body, b)
 	if err == nil {
 		return nil

@@ -48,7 +48,7 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	locker   *locker
+	locker   *hoststate.Files
 	journal  *journal
 
 	buildMu   sync.Mutex
@@ -99,8 +99,6 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 		t.hosts = append(t.hosts, h)
 	}
 	// The lock lives on the primary (first) host, as Kamal's does; the history on every one.
-	primary := t.hosts[0]
-	t.locker = &locker{h: primary, name: name + " on " + primary.addr}
 	t.journal = &journal{t: t}
 	for _, h := range t.hosts {
 		f, err := hoststate.New(h.client, h.meta(), name+" on "+h.addr)
@@ -109,6 +107,7 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 		}
 		t.journal.files = append(t.journal.files, f)
 	}
+	t.locker = t.journal.files[0]
 	return t, nil
 }
 
