@@ -115,3 +115,41 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestPromoteAndInspectThroughTheModule copies an image by digest between two registries
+// with htpasswd auth (one login for both, the password a secret read inside the function)
+// and reads it back with inspect.
+func TestPromoteAndInspectThroughTheModule(t *testing.T) {
+	const user, password = "ci", "promote-pass-7d1e"
+	staging := testbench.DistributionRegistry(t, testbench.RegistryCredentials(user, password))
+	prod := testbench.DistributionRegistry(t, testbench.RegistryCredentials(user, password))
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := publish.Publish(context.Background(), img, staging.Repo("app"), []string{"v1"}, publish.WithBasicAuth(user, password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := connect(t, contract.Secret("env://REGISTRY_PASSWORD", password))
+	m := module()
+	m.RegistryPassword = dag.Secret("env://REGISTRY_PASSWORD")
+	got, err := m.Promote(context.Background(), src, prod.Repo("app"), user, []string{"v1", "prod"})
+	if err != nil {
+		t.Fatalf("promote through the module: %v", err)
+	}
+	d, _ := img.Digest()
+	if got != prod.Repo("app")+"@"+d.String() {
+		t.Errorf("promote returned %q, want the same digest in production", got)
+	}
+	out, err := m.Inspect(context.Background(), prod.Repo("app")+":prod", user)
+	if err != nil || !strings.Contains(out, d.String()) {
+		t.Errorf("inspect: %v\n%s", err, out)
+	}
+	// A tag, not a digest, is refused: promotion copies exactly what was tested.
+	if _, err := m.Promote(context.Background(), staging.Repo("app")+":v1", prod.Repo("app"), user, nil); err == nil || !strings.Contains(err.Error(), "digest") {
+		t.Errorf("promoting a tag: %v", err)
+	}
+	mustNotContain(t, eng.All(), password)
+	mustContain(t, eng.Transcript(), `.secret(uri:"env://REGISTRY_PASSWORD").plaintext`)
+}
