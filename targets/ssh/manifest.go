@@ -166,6 +166,12 @@ func (m *Manifest) Bytes() int64 {
 // that are absolute or resolve outside the tree, device files, sockets and pipes, and any
 // path under a skipped prefix (shared paths, linked from the host's shared directory).
 func BuildManifest(dir string, skip ...string) (*Manifest, error) {
+	return buildManifest(dir, nil, skip...)
+}
+
+// buildManifest is BuildManifest taking the sums of unchanged files from cache (nil: none)
+// and leaving the new ones there.
+func buildManifest(dir string, cache *hashCache, skip ...string) (*Manifest, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading artifacts: %w", err)
@@ -182,7 +188,9 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 		return false
 	}
 	var entries []Entry
-	var files []string // of the regular entries, in order
+	var files []string // of the regular entries, in order, the ones to hash
+	var rels []string
+	var infos []fs.FileInfo
 	err = filepath.WalkDir(dir, func(fp string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -209,7 +217,12 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 		switch t := info.Mode().Type(); {
 		case t == 0:
 			e.Kind, e.Size = 'f', info.Size()
-			files = append(files, fp) // hashed below, in parallel
+			if sum, ok := cache.lookup(rel, info); ok {
+				e.SHA256 = sum
+			} else {
+				files = append(files, fp) // hashed below, in parallel
+			}
+			rels, infos = append(rels, rel), append(infos, info)
 		case t == fs.ModeDir:
 			e.Kind = 'd'
 		case t == fs.ModeSymlink:
@@ -232,10 +245,26 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 		return nil, fmt.Errorf("reading artifacts in %s: %w", dir, err)
 	}
 	for i, j := 0, 0; i < len(entries); i++ {
-		if entries[i].Kind == 'f' {
+		if entries[i].Kind == 'f' && entries[i].SHA256 == "" {
 			entries[i].SHA256 = sums[j]
 			j++
 		}
+	}
+	if cache != nil {
+		byPath := map[string]string{}
+		for _, e := range entries {
+			if e.Kind == 'f' {
+				byPath[e.Path] = e.SHA256
+			}
+		}
+		seen := make(map[string]hashEntry, len(rels))
+		for i, rel := range rels {
+			if st, ok := statEntry(infos[i]); ok {
+				st.Sum = byPath[rel]
+				seen[rel] = st
+			}
+		}
+		cache.save(seen)
 	}
 	m := newManifest(entries)
 	if err := m.checkLinks(); err != nil {

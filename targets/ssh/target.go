@@ -228,7 +228,11 @@ func (t *Target) build(dir string) (*Manifest, error) {
 }
 
 func (t *Target) buildLocked(abs string) (*Manifest, error) {
-	m, err := BuildManifest(abs, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
+	var cache *hashCache
+	if t.o.cacheDir != "" {
+		cache = loadHashCache(t.o.cacheDir, abs)
+	}
+	m, err := buildManifest(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
 	if err != nil {
 		return nil, err
 	}
