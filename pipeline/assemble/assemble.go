@@ -151,6 +151,15 @@ func dockerTarget(app, name string, env *config.Environment, img *config.Image, 
 	if d.StopTimeout.Duration > 0 {
 		opts = append(opts, docker.WithStopTimeout(d.StopTimeout.Duration))
 	}
+	if bg := d.BlueGreen; bg != nil {
+		if len(bg.Ports) != 2 {
+			return nil, fmt.Errorf("docker.blue_green.ports: want two ports, got %d", len(bg.Ports))
+		}
+		opts = append(opts, docker.WithBlueGreen(docker.BlueGreen{
+			Ports: [2]int{bg.Ports[0], bg.Ports[1]}, ContainerPort: bg.ContainerPort,
+			Env: bg.Env, Switch: bg.Switch, Drain: bg.Drain.Duration,
+		}))
+	}
 	return docker.New(app, name, hosts, append(opts, extra.Docker...)...)
 }
 

@@ -162,6 +162,8 @@ func TestErrors(t *testing.T) {
 			[]string{`pushdeploy.yaml:5: environments.k.kubernetes.deployments: needs at least one entry`}},
 		{"kubernetes command health", "app: web\nenvironments:\n  k:\n    kubernetes: {deployments: [web]}\n    health: {command: \"true\"}\n",
 			[]string{`pushdeploy.yaml:5: environments.k.health.command: a command check runs on hosts: kubernetes environments use http`}},
+		{"blue-green needs two ports", "app: web\nenvironments:\n  k:\n    docker:\n      hosts: [a]\n      user: d\n      blue_green: {ports: [8081], switch: \"true\"}\n",
+			[]string{`pushdeploy.yaml:7: environments.k.docker.blue_green.ports: needs at least 2 entries`}},
 		{"kubernetes health by host address", "app: web\nenvironments:\n  k:\n    kubernetes: {deployments: [web]}\n    health:\n      http: {url: \"http://{{.Address}}:8080/health\"}\n",
 			[]string{`pushdeploy.yaml:6: environments.k.health.http.url: kubernetes Deployments have no address of their own: give the URL of the service (the rollout's own status already checks every pod)`}},
 		{"no user", "app: web\nenvironments:\n  staging:\n    ssh:\n      hosts: [a, {host: b, user: x}]\n      path: /srv\n",

@@ -185,6 +185,30 @@ type DockerTarget struct {
 	// StopTimeout is how long the old container gets to stop before it is killed. Default:
 	// "10s".
 	StopTimeout Duration `yaml:"stop_timeout,omitempty"`
+	// BlueGreen deploys with no downtime behind a reverse proxy on the host: the new
+	// container starts beside the old one on the other slot, and once it is healthy the
+	// switch command points the proxy at it. Default: stop-then-start (a moment with no
+	// container serving).
+	BlueGreen *BlueGreen `yaml:"blue_green,omitempty"`
+}
+
+// BlueGreen is a zero-downtime setup: two slots (host ports on 127.0.0.1) that releases
+// take in turn, and a reverse proxy on the host that the switch command points at the live
+// one (nginx: the live slot as server, the other as backup, then nginx -s reload).
+type BlueGreen struct {
+	// Ports are the two slots, host ports on 127.0.0.1.
+	Ports []int `yaml:"ports" jsonschema:"required,minItems=2,maxItems=2"`
+	// ContainerPort is the port the application listens on in the container; each release
+	// publishes it on its slot. Required unless the network is host.
+	ContainerPort int `yaml:"container_port,omitempty" jsonschema:"minimum=1,maximum=65535"`
+	// Env adds variables per slot, "NAME=value" where {{.Port}} is the release's slot and
+	// {{.Other}} the other one, e.g. "PORT={{.Port}}" for a host-network application.
+	Env []string `yaml:"env,omitempty"`
+	// Switch is the shell command run on the host once the new release is healthy, with
+	// {{.Port}} its slot and {{.Other}} the old one.
+	Switch string `yaml:"switch" jsonschema:"required"`
+	// Drain is how long the old container keeps running after the switch. Default: "0s".
+	Drain Duration `yaml:"drain,omitempty"`
 }
 
 // KubernetesTarget sets the image of Deployments and waits for their rollout, as kubectl
