@@ -13,11 +13,7 @@ import (
 
 func server(app, name string, env *config.Environment, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
 	c := env.SSH
-	key, err := s.Resolve(c.Key, s.SSHKey, "ssh key")
-	if err != nil {
-		return nil, err
-	}
-	kh, err := s.Resolve(c.KnownHosts, s.KnownHosts, "known_hosts")
+	key, kh, err := credentials(c.SSHAccess, s)
 	if err != nil {
 		return nil, err
 	}
