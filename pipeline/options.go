@@ -141,17 +141,6 @@ func WithLogger(w io.Writer) Option {
 	}
 }
 
-// withClock replaces time.Now in tests.
-func withClock(now func() time.Time) Option {
-	return func(o *options) error { o.now = now; return nil }
-}
-
-// withRecord lets the deploy flow add its fields (approval, stages, warnings) to the record
-// that Rollout writes to the journal.
-func withRecord(fn func(*Record)) Option {
-	return func(o *options) error { o.record = fn; return nil }
-}
-
 // batches splits hosts into the configured batches, in order.
 func (o *options) batches(hosts []targets.Host) [][]targets.Host {
 	size := len(hosts)

@@ -170,10 +170,10 @@ func TestSettingsSetTheirKeys(t *testing.T) {
 			"staging": {Docker: &config.DockerTarget{Hosts: []config.HostSpec{{Host: "h"}}, SSHAccess: config.SSHAccess{User: "u"}}},
 		}}
 		if sf.Field != "From" {
-			var err error
-			if f, err = config.FromSettings(base); err != nil {
+			if _, err := config.FromSettings(base); err != nil {
 				t.Fatalf("%s: base: %v", sf.Field, err)
 			}
+			var err error
 			if f, err = config.FromSettings(s); err != nil {
 				t.Errorf("--%s: %v", sf.Flag, err)
 				continue

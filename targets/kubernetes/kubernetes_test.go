@@ -194,14 +194,13 @@ func TestGoodRollout(t *testing.T) {
 	if ch, err := h.Plan(t.Context(), r); err != nil || !ch.Noop {
 		t.Errorf("plan of the live release: %+v, %v", ch, err)
 	}
-	res, err := rollout(t, tg, release("20261127T090100Z", "registry.test/web"))
-	if err != nil {
+	if _, err := rollout(t, tg, release("20261127T090100Z", "registry.test/web")); err != nil {
 		t.Fatal(err)
 	}
 	// Same digest under another id: the engine sees it live and changes nothing.
 	again := r
 	again.ID = "20261127T090200Z"
-	res, err = rollout(t, tg, again)
+	res, err := rollout(t, tg, again)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,15 +131,6 @@ func assertCurrent(t *testing.T, h *testbench.SSHHost, want tree) {
 	}
 }
 
-func liveID(t *testing.T, h *testbench.SSHHost) string {
-	t.Helper()
-	l, err := os.Readlink(filepath.Join(appDir(h), "current"))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimPrefix(l, "releases/")
-}
-
 func restarts(t *testing.T, h *testbench.SSHHost) []string {
 	b, _ := os.ReadFile(filepath.Join(appDir(h), "restarts"))
 	if len(b) == 0 {

@@ -24,17 +24,16 @@ import (
 type Option func(*options) error
 
 type options struct {
-	user         string
-	key          []byte
-	passphrase   []byte
-	knownHosts   []byte
-	insecure     bool
-	timeout      time.Duration
-	jumpAddr     string
-	jumpOpts     []Option
-	jumpClient   *Client
-	keepAlive    time.Duration
-	extraSigners []ssh.Signer
+	user       string
+	key        []byte
+	passphrase []byte
+	knownHosts []byte
+	insecure   bool
+	timeout    time.Duration
+	jumpAddr   string
+	jumpOpts   []Option
+	jumpClient *Client
+	keepAlive  time.Duration
 }
 
 // User sets the login user. Default: "root".
