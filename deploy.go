@@ -72,11 +72,7 @@ func (m *Pushdeploy) Deploy(
 		return "", err
 	}
 	rec, err := pipeline.Deploy(ctx, req)
-	out, rerr := render(output, log.String(), rec)
-	if err != nil {
-		return "", fmt.Errorf("%w\n%s", err, out)
-	}
-	return out, rerr
+	return render(output, log.String(), rec, err)
 }
 
 // Roll an environment back: to the release each host ran before, or to a named release
@@ -107,11 +103,7 @@ func (m *Pushdeploy) Rollback(
 	var log bytes.Buffer
 	x.Log = &log
 	rec, err := x.Rollback(ctx, env, to, approvedBy)
-	out, rerr := render(output, log.String(), rec)
-	if err != nil {
-		return "", fmt.Errorf("%w\n%s", err, out)
-	}
-	return out, rerr
+	return render(output, log.String(), rec, err)
 }
 
 // What runs where: the live release, version and digest on every host of every
@@ -474,19 +466,23 @@ func format(output string, v any, text func(io.Writer) error) (string, error) {
 	return b.String(), err
 }
 
-// render prints the stage log and the record as text, or the record as JSON.
-func render(output, log string, rec *pipeline.Record) (string, error) {
+// render prints the stage log and the record as text, or the record as JSON; when the
+// operation failed (failed), that is the error, with what was printed.
+func render(output, log string, rec *pipeline.Record, failed error) (string, error) {
 	var b bytes.Buffer
+	var err error
 	if output == "json" {
-		if rec == nil {
-			return "", nil
+		if rec != nil {
+			err = pipeline.JSON(&b, rec)
 		}
-		err := pipeline.JSON(&b, rec)
-		return b.String(), err
+	} else {
+		b.WriteString(log)
+		if rec != nil && rec.Outcome != "" { // a deploy refused at its gates has no record to show
+			pipeline.RenderRecord(&b, rec)
+		}
 	}
-	b.WriteString(log)
-	if rec != nil && rec.Outcome != "" { // a deploy refused at its gates has no record to show
-		pipeline.RenderRecord(&b, rec)
+	if failed != nil {
+		return "", fmt.Errorf("%w\n%s", failed, b.String())
 	}
-	return b.String(), nil
+	return b.String(), err
 }
