@@ -151,7 +151,7 @@ func TestModuleDeployTakesSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(src, []byte("healthUrl ")) {
-		t.Skip("the module's WithEnvironment does not take the settings yet: add the block of " + moduleGolden)
+		t.Fatal("the module's WithEnvironment does not take the settings: add the block of " + moduleGolden)
 	}
 	if problems := checkDeploy(t, string(src)); len(problems) > 0 {
 		t.Errorf("the module's WithEnvironment and config.Settings differ:\n%s", strings.Join(problems, "\n"))
