@@ -92,6 +92,10 @@ func (m *Pushdeploy) Rollback(
 	// Who approved the rollback: required by protected environments.
 	// +optional
 	approvedBy string,
+	// Who rolls back, for the lock and the record. Default: the user and host the function
+	// runs as, so CI should pass its actor.
+	// +optional
+	deployer string,
 	// How the record is printed: text or json.
 	// +default="text"
 	output string,
@@ -101,7 +105,7 @@ func (m *Pushdeploy) Rollback(
 		return "", err
 	}
 	var log bytes.Buffer
-	x.Log = &log
+	x.Log, x.Deployer = &log, deployer
 	rec, err := x.Rollback(ctx, env, to, approvedBy)
 	return render(output, log.String(), rec, err)
 }
@@ -186,7 +190,8 @@ func (m *Pushdeploy) Plan(
 	return format(output, changes, func(w io.Writer) error { return pipeline.RenderPlan(w, changes) })
 }
 
-// The deployment records of an environment, oldest first.
+// The deployment records of an environment, oldest first, and the releases its hosts keep
+// for rollback (Kubernetes: the revisions with their change-cause).
 // +cache="never"
 func (m *Pushdeploy) History(
 	ctx context.Context,
@@ -207,11 +212,11 @@ func (m *Pushdeploy) History(
 	if err != nil {
 		return "", err
 	}
-	recs, err := x.History(ctx, env, limit)
+	h, err := x.History(ctx, env, limit)
 	if err != nil {
 		return "", err
 	}
-	return format(output, recs, func(w io.Writer) error { return pipeline.RenderHistory(w, recs) })
+	return format(output, h, func(w io.Writer) error { return pipeline.RenderEnvHistory(w, h) })
 }
 
 // Break an environment's deploy lock, whoever holds it (a deploy that died before its

@@ -72,7 +72,7 @@ environments:
 		t.Errorf("status: %v\n%s", err, status)
 	}
 	t.Logf("status before rollback:\n%s", status)
-	if out, err := m.Rollback(ctx, "production", cfg, "", "", "text"); err != nil {
+	if out, err := m.Rollback(ctx, "production", cfg, "", "", "ci", "text"); err != nil {
 		t.Fatalf("rollback through the module: %v\n%s", err, out)
 	}
 	d, _ = c.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -82,6 +82,11 @@ environments:
 	hist, err := m.History(ctx, "production", cfg, 10, "json")
 	if err != nil || strings.Count(hist, `"action": "deploy"`) != 2 || strings.Count(hist, `"action": "rollback"`) != 1 {
 		t.Errorf("history: %v\n%s", err, hist)
+	}
+	// The revisions the Deployment keeps, with kubectl's change-cause.
+	text, err := m.History(ctx, "production", cfg, 10, "text")
+	if err != nil || !strings.Contains(text, "kept for rollback") || !strings.Contains(text, "revision 4: pushdeploy") || !strings.Contains(text, "revision 1") {
+		t.Errorf("history text: %v\n%s", err, text)
 	}
 	// The kubeconfig's key never travels in a query.
 	for _, line := range strings.Split(kubeconfig, "\n") {

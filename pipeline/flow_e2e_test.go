@@ -263,9 +263,16 @@ environments:
 
 	// The history on the target keeps the records, approvals included.
 	x := &pipeline.Environments{File: f, Secrets: secrets, Targets: maker}
-	hist, err := x.History(context.Background(), "production", 0)
-	if err != nil || len(hist) != 2 || hist[0].ApprovedBy != "alice" || hist[1].Outcome != pipeline.OutcomeRolledBack {
-		t.Errorf("production history: %+v, %v", hist, err)
+	h, err := x.History(context.Background(), "production", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hist := h.Records; len(hist) != 2 || hist[0].ApprovedBy != "alice" || hist[1].Outcome != pipeline.OutcomeRolledBack {
+		t.Errorf("production history: %+v", hist)
+	}
+	// What production keeps for rollback: v1 alone, the failed v2 was discarded.
+	if len(h.Kept) != 1 || len(h.Kept[0].Kept) != 1 || digest(h.Kept[0].Kept[0].Image) != digest(v1) {
+		t.Errorf("production keeps %+v, want v1 alone", h.Kept)
 	}
 	st := x.Status(context.Background())
 	if len(st) != 2 || st[0].Hosts[0].Live == nil || st[1].Hosts[0].Live == nil || digest(st[1].Hosts[0].Live.Image) != digest(v1) {

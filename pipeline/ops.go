@@ -140,14 +140,44 @@ func (x *Environments) Plan(ctx context.Context, name string, art Artifact) ([]t
 	return Plan(ctx, e.t, r)
 }
 
-// History returns the named environment's last limit records, newest last.
-func (x *Environments) History(ctx context.Context, name string, limit int) ([]Record, error) {
+// EnvHistory is an environment's deployment records and what its hosts keep for rollback.
+type EnvHistory struct {
+	Records []Record         `json:"records"`
+	Kept    []targets.Status `json:"kept,omitempty"`
+	// KeptError says why the hosts could not be read: the records are shown all the same.
+	KeptError string `json:"keptError,omitempty"`
+}
+
+// History returns the named environment's last limit records, newest last, and the
+// releases its hosts keep (Kubernetes: the revisions, with their change-cause).
+func (x *Environments) History(ctx context.Context, name string, limit int) (*EnvHistory, error) {
 	_, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
-	return History(ctx, e.t, limit)
+	recs, err := History(ctx, e.t, limit)
+	if err != nil {
+		return nil, err
+	}
+	h := &EnvHistory{Records: recs}
+	if h.Kept, err = e.statuses(ctx); err != nil {
+		h.KeptError = maskError(err, x.Secrets.values()).Error()
+	}
+	return h, nil
+}
+
+// RenderEnvHistory prints the records, then what the hosts keep.
+func RenderEnvHistory(w io.Writer, h *EnvHistory) error {
+	if err := RenderHistory(w, h.Records); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nkept for rollback (rollback --to RELEASE):")
+	if h.KeptError != "" {
+		_, err := fmt.Fprintf(w, "  (the hosts could not be read: %s)\n", h.KeptError)
+		return err
+	}
+	return RenderKept(w, h.Kept)
 }
 
 // Rollback returns the named environment to the release to (each host's previous one
@@ -247,6 +277,23 @@ func RenderRecord(w io.Writer, r *Record) {
 	if !r.Finished.IsZero() {
 		fmt.Fprintf(w, "  took %s\n", round(r.Finished.Sub(r.Started)))
 	}
+}
+
+// RenderKept prints what each host keeps for rollback (the ids rollback --to takes), the
+// live release marked.
+func RenderKept(w io.Writer, st []targets.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tRELEASE\tVERSION\tDIGEST\tLIVE\tNOTE")
+	for _, h := range st {
+		for _, k := range h.Kept {
+			live := ""
+			if h.Live != nil && h.Live.ID == k.ID {
+				live = "*"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, k.ID, dash(k.Version), short(k.Digest), live, k.Note)
+		}
+	}
+	return tw.Flush()
 }
 
 // RenderHistory prints records one a line, oldest first.

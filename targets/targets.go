@@ -112,6 +112,8 @@ type Kept struct {
 	Digest  string    `json:"digest,omitempty"`
 	Image   string    `json:"image,omitempty"`
 	Created time.Time `json:"created,omitzero"`
+	// Note is what the kind knows besides: a Deployment's revision and change-cause.
+	Note string `json:"note,omitempty"`
 }
 
 // Change is what a deploy would do to one host.

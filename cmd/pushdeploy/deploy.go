@@ -176,14 +176,14 @@ func historyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			recs, err := x.History(cmd.Context(), env, limit)
+			h, err := x.History(cmd.Context(), env, limit)
 			if err != nil {
 				return err
 			}
 			if c.output == "json" {
-				return pipeline.JSON(cmd.OutOrStdout(), recs)
+				return pipeline.JSON(cmd.OutOrStdout(), h)
 			}
-			return pipeline.RenderHistory(cmd.OutOrStdout(), recs)
+			return pipeline.RenderEnvHistory(cmd.OutOrStdout(), h)
 		},
 	}
 	c.flags(cmd)

@@ -195,11 +195,13 @@ func lastRecord(t *testing.T, bin, dir string, environ []string, env string) map
 	if err != nil {
 		t.Fatalf("pushdeploy history --env %s: %v\n%s", env, err, out)
 	}
-	var recs []map[string]any
-	if err := json.Unmarshal(out, &recs); err != nil || len(recs) == 0 {
+	var h struct {
+		Records []map[string]any `json:"records"`
+	}
+	if err := json.Unmarshal(out, &h); err != nil || len(h.Records) == 0 {
 		t.Fatalf("pushdeploy history --env %s: %v: %s", env, err, out)
 	}
-	return recs[len(recs)-1]
+	return h.Records[len(h.Records)-1]
 }
 
 func str(v any) string {

@@ -251,6 +251,12 @@ func (d *Deployment) Status(ctx context.Context) (targets.Status, error) {
 	for _, rs := range rss {
 		k := kept(&rs.Spec.Template, primary)
 		k.ID, k.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
+		if n, err := deploymentutil.Revision(rs); err == nil {
+			k.Note = fmt.Sprintf("revision %d", n)
+		}
+		if cause := rs.Annotations[AnnotationChangeCause]; cause != "" {
+			k.Note += ": " + cause
+		}
 		st.Kept = append(st.Kept, k)
 	}
 	live := kept(&dep.Spec.Template, primary)
