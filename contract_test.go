@@ -211,3 +211,15 @@ func TestTestAllowFailureReturnsTheReports(t *testing.T) {
 	mustContain(t, eng.Transcript(), `.directory(path:"/reports").sync`)
 	mustNotContain(t, eng.Transcript(), ".combinedOutput")
 }
+
+func TestToolchainForDebugging(t *testing.T) {
+	eng := connect(t, contract.Entries("go.mod"))
+	ctr, err := module().Toolchain(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctr.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, eng.Transcript(), `.container.from(address:"golang:1.26.8-bookworm").withMountedCache(cache:{.cacheVolume(key:"pushdeploy-go-mod")}, path:"/go/pkg/mod")`, `.withWorkdir(path:"/src").sync`)
+}

@@ -253,6 +253,24 @@ func (m *Pushdeploy) Test(
 	return ctr.Directory("/reports"), nil
 }
 
+// The toolchain container the build and tests run in, with the source at /src and the
+// caches mounted: for debugging by hand (dagger call toolchain terminal).
+func (m *Pushdeploy) Toolchain(
+	ctx context.Context,
+	// Which toolchain instead of detecting it: go or node.
+	// +optional
+	kind string,
+) (*dagger.Container, error) {
+	kind, err := m.detect(ctx, kind, pipeline.DetectTest)
+	if err != nil {
+		return nil, err
+	}
+	if kind == pipeline.KindNode {
+		return m.nodeToolchain(), nil
+	}
+	return m.goToolchain(), nil
+}
+
 // detect lists the source's top level and picks the project kind with pick.
 func (m *Pushdeploy) detect(ctx context.Context, kind string, pick func([]string, string) (string, error)) (string, error) {
 	if kind != "" {
