@@ -61,6 +61,8 @@ type Pushdeploy struct {
 	Settings string
 }
 
+// New takes what every function shares: the application's source and version, the
+// toolchain images, and the credentials deploy-like functions read.
 func New(
 	// The application's source directory.
 	// +defaultPath="/"
