@@ -29,7 +29,7 @@ type common struct {
 	secrets          []string
 	deployer         string
 	pipelineID       string
-	output           string
+	format           string
 }
 
 func (c *common) flags(cmd *cobra.Command) {
@@ -42,7 +42,7 @@ func (c *common) flags(cmd *cobra.Command) {
 	f.StringArrayVar(&c.secrets, "secret", nil, "a secret the file names: NAME=env:VAR or NAME=file:PATH (repeatable); a NAME not given is read from $NAME")
 	f.StringVar(&c.deployer, "deployer", "", "who acts, for the lock and the record (default $USER@hostname)")
 	f.StringVar(&c.pipelineID, "pipeline-id", "", "the CI run that acts (id or URL), for the lock and the record")
-	f.StringVarP(&c.output, "output", "o", "text", "text or json")
+	f.StringVarP(&c.format, "format", "o", "text", "text or json")
 	BindFlags(f, &c.settings)
 	cmd.SetUsageTemplate(settingsUsage)
 }

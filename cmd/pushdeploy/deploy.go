@@ -36,7 +36,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 				req.Artifact = &pipeline.Artifact{Dir: artifacts, ImagePath: imagePath, Image: image}
 			}
 			rec, err := pipeline.Deploy(cmd.Context(), req)
-			if perr := printRecord(cmd, c.output, rec); perr != nil && err == nil {
+			if perr := printRecord(cmd, c.format, rec); perr != nil && err == nil {
 				err = perr
 			}
 			return err
@@ -83,7 +83,7 @@ func rollbackCmd() *cobra.Command {
 				return err
 			}
 			rec, err := x.Rollback(cmd.Context(), env, to, approvedBy)
-			if perr := printRecord(cmd, c.output, rec); perr != nil && err == nil {
+			if perr := printRecord(cmd, c.format, rec); perr != nil && err == nil {
 				err = perr
 			}
 			return err
@@ -114,7 +114,7 @@ func statusCmd() *cobra.Command {
 				names = []string{env}
 			}
 			st := x.Status(cmd.Context(), names...)
-			if c.output == "json" {
+			if c.format == "json" {
 				err = pipeline.JSON(cmd.OutOrStdout(), st)
 			} else {
 				err = pipeline.RenderStatus(cmd.OutOrStdout(), st)
@@ -147,7 +147,7 @@ func planCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
+			if c.format == "json" {
 				return pipeline.JSON(cmd.OutOrStdout(), changes)
 			}
 			return pipeline.RenderPlan(cmd.OutOrStdout(), changes)
@@ -180,7 +180,7 @@ func historyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
+			if c.format == "json" {
 				return pipeline.JSON(cmd.OutOrStdout(), h)
 			}
 			return pipeline.RenderEnvHistory(cmd.OutOrStdout(), h)
