@@ -125,8 +125,102 @@ func (e *engine) statuses(ctx context.Context) ([]targets.Status, error) {
 	return out, err
 }
 
-// lock takes the target's lock, waiting as configured, and renews it until unlock.
-func (e *engine) lock(ctx context.Context) (unlock func(), err error) {
+// LockLostError says the deploy lost its lock while it ran: someone broke it (unlock
+// --force) or it expired and another deploy took it. The deploy stops and returns every
+// host it switched to its previous release.
+type LockLostError struct{ Err error }
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("the deploy lock was lost while deploying (%v): stopped so that two deploys never run at once", e.Err)
+}
+func (e *LockLostError) Unwrap() error { return e.Err }
+
+// heldLock is a deploy lock the engine holds and renews every third of its TTL until
+// release. Its ctx is cancelled, with a *LockLostError as the cause, the moment a renewal
+// finds the lock broken or taken (or could not renew it before it expired): everything
+// run under ctx stops.
+type heldLock struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	relErr error
+	e      *engine
+	lk     targets.Locker
+	l      targets.Lock
+}
+
+// lost is the loss of the lock, nil while it is held.
+func (h *heldLock) lost() error {
+	if h == nil {
+		return nil
+	}
+	var ll *LockLostError
+	if errors.As(context.Cause(h.ctx), &ll) {
+		return ll
+	}
+	return nil
+}
+
+// release stops renewing and gives the lock up (someone else's lock is left alone). It
+// runs even when the deploy's context is done: a cancelled deploy must not leave its lock
+// behind. The error says the lock was left on the target (it expires by itself).
+func (h *heldLock) release(ctx context.Context) error {
+	h.once.Do(func() {
+		close(h.stop)
+		<-h.done
+		defer h.cancel(nil)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := h.lk.Release(rctx, h.l); err != nil {
+			h.relErr = fmt.Errorf("releasing the deploy lock: %w; the lock is left on the target until %s (or unlock --force)",
+				err, h.l.Expires.UTC().Format(time.RFC3339))
+		}
+	})
+	return h.relErr
+}
+
+// renew keeps the lock until release; a renewal that finds the lock is no longer ours, or
+// that cannot reach it until it has expired, cancels the lock's context.
+func (h *heldLock) renew() {
+	defer close(h.done)
+	ttl := h.e.o.lockTTL
+	tick := time.NewTicker(ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		next := h.l
+		next.Expires = h.e.o.now().Add(ttl)
+		err := h.lk.Renew(h.ctx, next)
+		if err == nil {
+			h.l = next
+			continue
+		}
+		var held *targets.HeldError
+		switch {
+		case errors.Is(err, targets.ErrLockLost) || errors.As(err, &held):
+		case h.e.o.now().After(h.l.Expires):
+			err = fmt.Errorf("%w; it expired at %s before it could be renewed", err, h.l.Expires.UTC().Format(time.RFC3339))
+		default:
+			h.e.logf("warning: renewing the deploy lock: %v (retrying; it is ours until %s)", err, h.l.Expires.UTC().Format(time.RFC3339))
+			continue
+		}
+		lost := &LockLostError{Err: err}
+		h.e.logf("LOCK LOST: %v", err)
+		h.cancel(lost)
+		return
+	}
+}
+
+// lock takes the target's lock, waiting as configured, and renews it until release.
+func (e *engine) lock(ctx context.Context) (*heldLock, error) {
 	var l targets.Lock
 	lk := e.t.Locker()
 	deadline := e.o.now().Add(e.o.lockWait)
@@ -157,34 +251,10 @@ func (e *engine) lock(ctx context.Context) (unlock func(), err error) {
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(e.o.lockTTL / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				l.Expires = e.o.now().Add(e.o.lockTTL)
-				if err := lk.Renew(ctx, l); err != nil {
-					e.logf("warning: renewing the deploy lock: %v", err)
-				}
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		// Release even when ctx is done: a cancelled deploy must not leave its lock behind.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := lk.Release(rctx, l); err != nil {
-			e.logf("warning: releasing the deploy lock: %v (it expires by itself)", err)
-		}
-	}, nil
+	h := &heldLock{stop: make(chan struct{}), done: make(chan struct{}), e: e, lk: lk, l: l}
+	h.ctx, h.cancel = context.WithCancelCause(ctx)
+	go h.renew()
+	return h, nil
 }
 
 func (e *engine) newLock() targets.Lock {
@@ -241,6 +311,10 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 				return nil
 			}
 			fail := func(step string, err error) error {
+				var lost *LockLostError
+				if errors.As(context.Cause(ctx), &lost) && !errors.As(err, &lost) {
+					err = fmt.Errorf("%w (%v)", lost, err)
+				}
 				he := &HostError{Host: h.Name(), Step: step, Err: err}
 				res.Outcome, res.Step, res.Error = OutcomeFailed, step, err.Error()
 				e.logf("%s: %s failed: %v", h.Name(), step, err)

@@ -100,7 +100,7 @@ type run struct {
 	promote string // the digest reference live in the source environment
 	st      []targets.Status
 	rec     Record
-	unlock  func()
+	held    *heldLock // the deploy lock, from the lock stage until the unlock stage
 	noop    bool
 	passed  bool // the gates let the deploy through
 	failed  error
@@ -160,12 +160,25 @@ func Deploy(ctx context.Context, req Request) (*Record, error) {
 			continue
 		}
 		start := time.Now()
-		err := s.run(ctx, r)
+		sctx := ctx
+		if r.held != nil && !s.always {
+			// The stages under the lock stop when it is lost.
+			sctx = r.held.ctx
+		}
+		err := s.run(sctx, r)
+		if r.held != nil && !s.always {
+			err = r.checkLock(ctx, err)
+		}
 		d := time.Since(start)
 		st := StageTime{Stage: s.name, Millis: d.Milliseconds(), Outcome: "ok"}
+		var warn *stageWarning
 		switch {
 		case err == nil:
 			fmt.Fprintf(log, "==> %s: ok (%s)\n", s.name, round(d))
+		case errors.As(err, &warn):
+			st.Outcome = "warning: " + warn.msg
+			r.rec.Warnings = append(r.rec.Warnings, warn.msg)
+			fmt.Fprintf(log, "==> %s: WARNING (%s): %s\n", s.name, round(d), warn.msg)
 		case IsSkip(err):
 			st.Outcome = err.Error()
 			fmt.Fprintf(log, "==> %s: %s\n", s.name, err)
@@ -182,6 +195,35 @@ func Deploy(ctx context.Context, req Request) (*Record, error) {
 		return &r.rec, maskError(r.failed, req.Secrets.values())
 	}
 	return &r.rec, nil
+}
+
+// stageWarning is a stage that did what it could but has something the record must say
+// (a lock that could not be released): reported, never a failed deploy.
+type stageWarning struct{ msg string }
+
+func (w *stageWarning) Error() string { return "warning: " + w.msg }
+
+// checkLock turns a stage's result into the loss of the deploy lock when the lock went
+// while it ran: a stage that passed is a failure then, and every host switched so far
+// returns to its previous release (stages that failed rolled back already).
+func (r *run) checkLock(ctx context.Context, err error) error {
+	lost := r.held.lost()
+	if lost == nil {
+		return err
+	}
+	if err != nil && !IsSkip(err) {
+		if errors.Is(err, lost) {
+			return err
+		}
+		return fmt.Errorf("%w; then: %v", lost, err)
+	}
+	if r.e != nil && len(r.e.switched) > 0 {
+		r.rollback(ctx, lost)
+		if rb := r.rec.Rollback; rb != nil {
+			return fmt.Errorf("%w; rolled back %d host(s) to their previous release: %q", lost, len(rb.Hosts), rb.Hosts)
+		}
+	}
+	return lost
 }
 
 func resolveStage(ctx context.Context, r *run) error {
@@ -215,6 +257,14 @@ func resolveStage(ctx context.Context, r *run) error {
 		ID: NewReleaseID(now), App: r.req.File.App, Env: r.req.Env,
 		Version:  firstNonEmpty(r.req.Source.Version, r.req.Source.Tag, r.req.Source.Revision),
 		Deployer: r.e.o.owner, PipelineID: r.req.PipelineID,
+		ApprovedBy: r.req.ApprovedBy, Revision: r.req.Source.Revision,
+	}
+	e.follow(func() targets.Release { return r.release })
+	if p, ok := t.(targets.Preflighter); ok {
+		// What every host needs (a state directory, the engine's socket), before the lock.
+		if err := p.Preflight(ctx); err != nil {
+			return fmt.Errorf("environment %q: %w", r.req.Env, err)
+		}
 	}
 	r.rec = newRecord("deploy", t, r.release, e.o)
 	r.rec.ApprovedBy = r.req.ApprovedBy
@@ -249,6 +299,9 @@ func engineOptions(env *config.Environment, r *run) ([]Option, error) {
 			hc.URL, hc.Status, hc.Body = h.HTTP.URL, h.HTTP.Status, h.HTTP.Body
 		}
 		opts = append(opts, WithHealthCheck(hc))
+	}
+	if h := env.Health; h != nil && h.Stable.Duration > 0 {
+		opts = append(opts, WithStable(h.Stable.Duration))
 	}
 	return opts, nil
 }
@@ -429,26 +482,26 @@ func (r *run) publisher() Publisher {
 }
 
 func lockStage(ctx context.Context, r *run) error {
-	st, err := r.e.statuses(ctx)
+	held, err := r.e.lock(ctx)
 	if err != nil {
 		return err
 	}
-	if _, all := live(st, r.release.Digest); all {
+	r.held = held
+	// What is live is read under the lock: a deploy still running (and not yet proven
+	// healthy) holds it, so "live already" describes only finished deploys.
+	r.st, err = r.e.statuses(held.ctx)
+	if err != nil {
+		return err
+	}
+	if _, all := live(r.st, r.release.Digest); all {
 		r.noop = true
 		r.rec.Outcome = OutcomeUnchanged
-		for _, s := range st {
+		for _, s := range r.st {
 			r.rec.Hosts = append(r.rec.Hosts, HostResult{Host: s.Host, Previous: s.Live.ID, Outcome: OutcomeUnchanged})
 		}
-		return Skip("%s is live on every host already: nothing to deploy", r.release.Digest)
+		fmt.Fprintf(r.log, "    %s is live on every host already: nothing to deploy\n", r.release.Digest)
 	}
-	unlock, err := r.e.lock(ctx)
-	if err != nil {
-		return err
-	}
-	r.unlock = unlock
-	// Read again under the lock: another deploy may have finished while we waited.
-	r.st, err = r.e.statuses(ctx)
-	return err
+	return nil
 }
 
 func preHooksStage(ctx context.Context, r *run) error {
@@ -517,6 +570,13 @@ func recordStage(ctx context.Context, r *run) error {
 	if r.e == nil {
 		return Skip("no target was resolved")
 	}
+	if r.failed == nil && r.held != nil {
+		// The lock may have gone since the last stage: never record DEPLOYED then.
+		if err := r.checkLock(ctx, nil); err != nil {
+			r.failed = &StageError{Stage: "record", Err: err}
+			fmt.Fprintf(r.log, "    %v\n", err)
+		}
+	}
 	r.rec.Finished = time.Now().UTC()
 	switch {
 	case r.noop:
@@ -528,7 +588,7 @@ func recordStage(ctx context.Context, r *run) error {
 	default:
 		r.rec.Outcome, r.rec.Error = OutcomeFailed, r.failed.Error()
 	}
-	if r.unlock == nil {
+	if r.held == nil || r.noop {
 		// Nothing changed on the target (refused at a gate, or no change to make): the
 		// record goes to the log and notifications only.
 		return Skip("nothing changed on the target: the record is not kept there")
@@ -541,12 +601,19 @@ func recordStage(ctx context.Context, r *run) error {
 	return nil
 }
 
-func unlockStage(_ context.Context, r *run) error {
-	if r.unlock == nil {
+func unlockStage(ctx context.Context, r *run) error {
+	if r.held == nil {
 		return Skip("the lock was not taken")
 	}
-	r.unlock()
-	r.unlock = nil
+	err := r.held.release(ctx)
+	lost := r.held.lost()
+	r.held = nil
+	switch {
+	case err != nil:
+		return &stageWarning{msg: err.Error()}
+	case lost != nil:
+		return &stageWarning{msg: "the lock had been lost during the deploy; whoever holds it now keeps it"}
+	}
 	return nil
 }
 
@@ -584,7 +651,7 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 	env := r.hookEnv()
 	timeout := r.env.Hooks.Timeout.Duration
 	if timeout <= 0 {
-		timeout = 5 * time.Minute
+		timeout = DefaultHookTimeout
 	}
 	for _, c := range cmds {
 		hctx, cancel := context.WithTimeout(ctx, timeout)
@@ -597,6 +664,9 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 					return fmt.Errorf("host %q cannot run hook commands", h.Name())
 				}
 				o, err := cm.Run(hctx, c, env)
+				if err != nil && hctx.Err() != nil {
+					return fmt.Errorf("host %q: timed out after %s, killed: %s", h.Name(), timeout, tail(o, 4000))
+				}
 				if err != nil {
 					return fmt.Errorf("host %q: %w: %s", h.Name(), err, tail(o, 4000))
 				}
@@ -608,7 +678,10 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 				return fmt.Errorf("%s hook %q: this runner cannot run hooks in a container", point, c)
 			}
 			out, err = r.req.RunHook(hctx, r.env.Hooks.Image, c, env)
-			if err != nil {
+			switch {
+			case err != nil && hctx.Err() != nil:
+				err = fmt.Errorf("timed out after %s, killed: %s", timeout, tail(out, 4000))
+			case err != nil:
 				err = fmt.Errorf("%w: %s", err, tail(out, 4000))
 			}
 		}
@@ -621,21 +694,10 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 	return nil
 }
 
-// hookEnv is the record's fields as environment variables.
+// hookEnv is the release's fields as the PUSHDEPLOY_* variables, the same set that health
+// and restart commands get (targets.Release.Vars).
 func (r *run) hookEnv() map[string]string {
-	return map[string]string{
-		"PUSHDEPLOY_APP":         r.rec.App,
-		"PUSHDEPLOY_ENV":         r.rec.Env,
-		"PUSHDEPLOY_RELEASE":     r.release.ID,
-		"PUSHDEPLOY_VERSION":     r.rec.Version,
-		"PUSHDEPLOY_DIGEST":      r.release.Digest,
-		"PUSHDEPLOY_IMAGE":       r.release.Image,
-		"PUSHDEPLOY_DEPLOYER":    r.rec.Deployer,
-		"PUSHDEPLOY_APPROVED_BY": r.rec.ApprovedBy,
-		"PUSHDEPLOY_PIPELINE_ID": r.rec.PipelineID,
-		"PUSHDEPLOY_REVISION":    r.req.Source.Revision,
-		"PUSHDEPLOY_KIND":        r.rec.Kind,
-	}
+	return r.release.Vars(r.rec.Kind)
 }
 
 func round(d time.Duration) time.Duration {

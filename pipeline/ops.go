@@ -60,8 +60,11 @@ type EnvStatus struct {
 	Env   string           `json:"env"`
 	Kind  string           `json:"kind,omitempty"`
 	Hosts []targets.Status `json:"hosts,omitempty"`
-	Lock  *targets.Lock    `json:"lock,omitempty"`
-	Error string           `json:"error,omitempty"`
+	// Health is each host's health check run once, in the order of Hosts (CheckedStatus);
+	// empty when not asked.
+	Health []HostHealth  `json:"health,omitempty"`
+	Lock   *targets.Lock `json:"lock,omitempty"`
+	Error  string        `json:"error,omitempty"`
 }
 
 // Status answers "what runs where" for every environment of the file (or the named ones),
@@ -199,48 +202,96 @@ func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string
 	return &res.Record, maskError(err, x.Secrets.values())
 }
 
-// Unlock breaks the named environment's deploy lock and says who held it.
-func (x *Environments) Unlock(ctx context.Context, name string) (*targets.Lock, error) {
+// UnlockOption configures Environments.Unlock.
+type UnlockOption func(*unlockOptions)
+
+type unlockOptions struct{ force bool }
+
+// WithForce breaks a lock that is within its TTL too (its deploy, if it runs, stops and
+// rolls back at its next renewal). Default: false, such a lock is refused.
+func WithForce(force bool) UnlockOption {
+	return func(o *unlockOptions) { o.force = force }
+}
+
+// Unlock breaks the named environment's deploy lock and says who held it (nil: nobody).
+// An expired lock is broken; one within its TTL is refused (a *LiveLockError naming the
+// holder and until when) unless WithForce(true).
+func (x *Environments) Unlock(ctx context.Context, name string, opts ...UnlockOption) (*targets.Lock, error) {
+	var o unlockOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	_, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
-	return Unlock(ctx, e.t)
+	h, err := Unlock(ctx, e.t, o.force)
+	var live *LiveLockError
+	if errors.As(err, &live) {
+		live.Target = fmt.Sprintf("environment %q", name)
+	}
+	return h, err
 }
 
-// StatusError is the environments whose status could not be read, or nil.
+// StatusError is nil when every environment could be read, every rollout is complete or
+// progressing and every host checked is healthy; otherwise it names each environment that
+// could not be read, each stuck rollout and each unhealthy host, so that a CI step stops.
 func StatusError(envs []EnvStatus) error {
 	var bad []string
 	for _, e := range envs {
 		if e.Error != "" {
 			bad = append(bad, fmt.Sprintf("%s: %s", e.Env, e.Error))
+			continue
+		}
+		for _, h := range e.Hosts {
+			if h.Rollout == "stuck" {
+				bad = append(bad, fmt.Sprintf("%s: %s: rollout stuck: %s", e.Env, hostNoun(h.Host), h.RolloutReason))
+			}
+		}
+		for _, h := range e.Health {
+			if h.State == HealthUnhealthy {
+				bad = append(bad, fmt.Sprintf("%s: %s: unhealthy: %s", e.Env, hostNoun(h.Host), h.Error))
+			}
 		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("reading the status of %d environment(s):\n  %s", len(bad), strings.Join(bad, "\n  "))
+	return fmt.Errorf("%d problem(s) in the status:\n  %s", len(bad), strings.Join(bad, "\n  "))
 }
 
-// RenderStatus prints every environment's hosts, one a line.
+// RenderStatus prints every environment's hosts, one a line: the live release, the
+// rollout's state where the kind has one (complete, progressing, or stuck with kubectl's
+// reason), and the health check's verdict.
 func RenderStatus(w io.Writer, envs []EnvStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENV\tKIND\tHOST\tLIVE\tVERSION\tDIGEST\tKEPT\tDETAIL")
+	fmt.Fprintln(tw, "ENV\tKIND\tHOST\tLIVE\tVERSION\tDIGEST\tKEPT\tROLLOUT\tHEALTH\tDETAIL")
 	for _, e := range envs {
 		if e.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\terror: %s\n", e.Env, dash(e.Kind), e.Error)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\terror: %s\n", e.Env, dash(e.Kind), e.Error)
 			continue
 		}
-		for _, h := range e.Hosts {
+		for i, h := range e.Hosts {
 			live, version, digest := "-", "-", "-"
 			if h.Live != nil {
 				live, version, digest = h.Live.ID, dash(h.Live.Version), short(h.Live.Digest)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Env, e.Kind, h.Host, live, version, digest, len(h.Kept), dash(h.Detail))
+			rollout := dash(h.Rollout)
+			if h.Rollout == "stuck" && h.RolloutReason != "" {
+				rollout += ": " + h.RolloutReason
+			}
+			health := "-"
+			if i < len(e.Health) {
+				health = e.Health[i].State
+				if e.Health[i].Error != "" {
+					health += ": " + e.Health[i].Error
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Env, e.Kind, h.Host, live, version, digest, len(h.Kept), rollout, health, dash(h.Detail))
 		}
 		if e.Lock != nil {
-			fmt.Fprintf(tw, "%s\t%s\t(lock)\t%s\t\t\t\t\n", e.Env, e.Kind, e.Lock)
+			fmt.Fprintf(tw, "%s\t%s\t(lock)\t%s\t\t\t\t\t\t\n", e.Env, e.Kind, e.Lock)
 		}
 	}
 	return tw.Flush()

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -20,8 +21,10 @@ func NewReleaseID(now time.Time) string { return now.UTC().Format("20060102T1504
 // Rollout deploys r to every host of t: it takes the target's lock, deploys batch by
 // batch (hosts of a batch in parallel: prepare, activate, health), rolls every switched host
 // back when one fails, prunes old releases, and appends the record to the target's journal.
-// Deploying the digest that every host runs already changes nothing.
-func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...Option) (*Result, error) {
+// Deploying the digest that every host runs already changes nothing; that answer is given
+// under the lock, so that it never describes a deploy still in progress. A deploy that
+// loses its lock stops and rolls back (a *LockLostError in the error).
+func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...Option) (res *Result, err error) {
 	e, err := newEngine(t, opts)
 	if err != nil {
 		return nil, err
@@ -30,20 +33,21 @@ func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...O
 		return nil, err
 	}
 	rec := newRecord("deploy", t, r, e.o)
+	held, err := e.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if rerr := held.release(ctx); rerr != nil {
+			e.logf("warning: %v", rerr)
+			if res != nil {
+				res.Record.Warnings = append(res.Record.Warnings, rerr.Error())
+			}
+		}
+	}()
+	ctx = held.ctx
 	st, err := e.statuses(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if _, all := live(st, r.Digest); all {
-		return e.unchanged(rec, st), nil
-	}
-	unlock, err := e.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	// Read again under the lock: another deploy may have finished while we waited.
-	if st, err = e.statuses(ctx); err != nil {
 		return nil, err
 	}
 	if _, all := live(st, r.Digest); all {
@@ -54,6 +58,15 @@ func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...O
 		moves[i] = move{id: r.ID, release: &r, skip: s.Live != nil && s.Live.Digest == r.Digest}
 	}
 	err = e.apply(ctx, moves, st, &rec)
+	if err == nil {
+		if lost := held.lost(); lost != nil {
+			// Every host took the release, but the lock went before the deploy could say
+			// so: another deploy may be running. Stop, and return every host.
+			de := &DeployError{HostError: &HostError{Host: t.Kind() + " target", Step: "lock", Err: lost}}
+			e.undo(ctx, lost.Error(), &rec, de)
+			err = de
+		}
+	}
 	rec.Finished = e.o.now().UTC()
 	if err != nil {
 		rec.Outcome, rec.Error = OutcomeFailed, err.Error()
@@ -102,12 +115,20 @@ func Rollback(ctx context.Context, t targets.Target, to string, opts ...Option) 
 	return e.rollback(ctx, to)
 }
 
-func (e *engine) rollback(ctx context.Context, to string) (*Result, error) {
-	unlock, err := e.lock(ctx)
+func (e *engine) rollback(ctx context.Context, to string) (res *Result, err error) {
+	held, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer func() {
+		if rerr := held.release(ctx); rerr != nil {
+			e.logf("warning: %v", rerr)
+			if res != nil {
+				res.Record.Warnings = append(res.Record.Warnings, rerr.Error())
+			}
+		}
+	}()
+	ctx = held.ctx
 	st, err := e.statuses(ctx)
 	if err != nil {
 		return nil, err
@@ -151,8 +172,13 @@ func (e *engine) rollback(ctx context.Context, to string) (*Result, error) {
 	return &Result{Record: rec}, err
 }
 
-// rollbackTo picks the release a host goes back to.
+// rollbackTo picks the release a host goes back to: to when given (any kept release),
+// else the release that was live before the live one, by the host's record of activations
+// (Kept.Activated: the latest to go live among the others), skipping releases whose deploy
+// failed and releases pushdeploy did not make. A kind without a record of activations
+// gives its kept order: the nearest older release that is neither.
 func rollbackTo(s targets.Status, to string) (string, error) {
+	what := hostNoun(s.Host)
 	if to != "" {
 		for _, k := range s.Kept {
 			if k.ID == to {
@@ -163,20 +189,52 @@ func rollbackTo(s targets.Status, to string) (string, error) {
 		for _, k := range s.Kept {
 			ids = append(ids, k.ID)
 		}
-		return "", fmt.Errorf("host %q does not keep release %q (kept: %s)", s.Host, to, strings.Join(ids, ", "))
+		return "", fmt.Errorf("%s does not keep release %q (kept: %s)", what, to, strings.Join(ids, ", "))
 	}
 	if s.Live == nil {
-		return "", fmt.Errorf("host %q has no live release to roll back from", s.Host)
+		return "", fmt.Errorf("%s has no live release to roll back from", what)
 	}
+	liveAt := -1
+	ordered := false
 	for i, k := range s.Kept {
 		if k.ID == s.Live.ID {
-			if i == 0 {
-				return "", fmt.Errorf("host %q keeps no release older than the live %q", s.Host, s.Live.ID)
-			}
-			return s.Kept[i-1].ID, nil
+			liveAt = i
+		}
+		ordered = ordered || k.Activated > 0
+	}
+	if liveAt < 0 {
+		return "", fmt.Errorf("%s: live release %q is not among the kept ones", what, s.Live.ID)
+	}
+	best := -1
+	var skipped []string
+	for i, k := range s.Kept {
+		if i == liveAt || (!ordered && i > liveAt) {
+			continue
+		}
+		switch {
+		case k.Failed:
+			skipped = append(skipped, fmt.Sprintf("%s (its deploy failed)", k.ID))
+			continue
+		case k.Foreign:
+			skipped = append(skipped, fmt.Sprintf("%s (not made by pushdeploy)", k.ID))
+			continue
+		}
+		// Without activations, the later in kept order (nearer the live one) wins.
+		if best < 0 || k.Activated > s.Kept[best].Activated || (!ordered && i > best) {
+			best = i
 		}
 	}
-	return "", fmt.Errorf("host %q: live release %q is not among the kept ones", s.Host, s.Live.ID)
+	if best < 0 {
+		msg := fmt.Sprintf("%s keeps no release that was live before the live %q", what, s.Live.ID)
+		if !ordered {
+			msg = fmt.Sprintf("%s keeps no release older than the live %q", what, s.Live.ID)
+		}
+		if len(skipped) > 0 {
+			msg += "; skipped " + strings.Join(skipped, ", ") + ": name one with --to"
+		}
+		return "", errors.New(msg)
+	}
+	return s.Kept[best].ID, nil
 }
 
 // Plan says what deploying r would change on every host, and changes nothing.
@@ -218,12 +276,40 @@ func History(ctx context.Context, t targets.Target, limit int) ([]Record, error)
 	return out, nil
 }
 
-// Unlock breaks the target's deploy lock, whoever holds it, and says who did.
-func Unlock(ctx context.Context, t targets.Target) (*targets.Lock, error) {
+// LiveLockError refuses to break a deploy lock within its TTL: its holder is most likely a
+// deploy that is running. Unlock with force breaks it all the same.
+type LiveLockError struct {
+	Target string
+	Holder targets.Lock
+}
+
+func (e *LiveLockError) Error() string {
+	return fmt.Sprintf("the deploy lock of %s is live: held by %q%s until %s, within its ttl; "+
+		"if that deploy is dead, unlock with --force (a running deploy that finds its lock broken stops and rolls back)",
+		e.Target, e.Holder.Owner, pipelineOf(e.Holder), e.Holder.Expires.UTC().Format(time.RFC3339))
+}
+
+func pipelineOf(l targets.Lock) string {
+	if l.PipelineID == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (pipeline %q)", l.PipelineID)
+}
+
+// Unlock breaks the target's deploy lock and says who held it (nil: nobody did). A lock
+// that has expired is broken as a matter of course; one within its TTL only with force,
+// else the error is a *LiveLockError naming the holder and the expiry.
+func Unlock(ctx context.Context, t targets.Target, force bool) (*targets.Lock, error) {
 	lk := t.Locker()
 	h, err := lk.Holder(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the deploy lock: %w", err)
+	}
+	if h == nil {
+		return nil, nil
+	}
+	if !force && !h.Expired(time.Now()) {
+		return h, &LiveLockError{Target: t.Kind() + " target", Holder: *h}
 	}
 	if err := lk.Break(ctx); err != nil {
 		return h, fmt.Errorf("breaking the deploy lock: %w", err)

@@ -15,6 +15,7 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -40,6 +41,30 @@ type Release struct {
 	Deployer string `json:"deployer,omitempty"`
 	// PipelineID identifies the run that deploys it (a CI job URL or run id).
 	PipelineID string `json:"pipelineId,omitempty"`
+	// ApprovedBy names who approved the deploy of a protected environment.
+	ApprovedBy string `json:"approvedBy,omitempty"`
+	// Revision is the source commit.
+	Revision string `json:"revision,omitempty"`
+}
+
+// Vars is the release as the PUSHDEPLOY_* variables that every command run for it gets:
+// restart commands, health commands and hooks (on hosts or in a container), the same set
+// everywhere. kind is the target's kind. Empty fields are set, empty, so that a command
+// never reads a stale value from its own environment.
+func (r Release) Vars(kind string) map[string]string {
+	return map[string]string{
+		"PUSHDEPLOY_APP":         r.App,
+		"PUSHDEPLOY_ENV":         r.Env,
+		"PUSHDEPLOY_KIND":        kind,
+		"PUSHDEPLOY_RELEASE":     r.ID,
+		"PUSHDEPLOY_VERSION":     r.Version,
+		"PUSHDEPLOY_DIGEST":      r.Digest,
+		"PUSHDEPLOY_IMAGE":       r.Image,
+		"PUSHDEPLOY_DEPLOYER":    r.Deployer,
+		"PUSHDEPLOY_APPROVED_BY": r.ApprovedBy,
+		"PUSHDEPLOY_PIPELINE_ID": r.PipelineID,
+		"PUSHDEPLOY_REVISION":    r.Revision,
+	}
 }
 
 // Target is every host of one application in one environment, of one kind.
@@ -94,6 +119,24 @@ type SelfChecker interface {
 	CheckHealth(ctx context.Context, id string) error
 }
 
+// Steadier is a host that can watch a release it made live stay up without polling (a
+// container that must keep running, not restarted). The pipeline asks it during the health
+// check's stability window.
+type Steadier interface {
+	// Steady returns nil when release id is still up, the same process or container that
+	// was up when it was called, after d; it returns at once, saying why, when it stops,
+	// exits or restarts before.
+	Steady(ctx context.Context, id string, d time.Duration) error
+}
+
+// Preflighter is a target that can check, before the deploy lock is taken and before
+// anything changes, that each host offers what a deploy needs (a writable state directory,
+// a reachable engine socket).
+type Preflighter interface {
+	// Preflight says, naming the host, what is missing; nil when every host is ready.
+	Preflight(ctx context.Context) error
+}
+
 // Status is what a host runs.
 type Status struct {
 	Host string `json:"host"`
@@ -103,6 +146,11 @@ type Status struct {
 	Kept []Kept `json:"kept,omitempty"`
 	// Detail is kind-specific state worth showing (replicas ready, container state).
 	Detail string `json:"detail,omitempty"`
+	// Rollout is the state of the host's rollout, where the kind has one (Kubernetes):
+	// "complete", "progressing" or "stuck"; "" for kinds that switch at once.
+	Rollout string `json:"rollout,omitempty"`
+	// RolloutReason is why: kubectl's status viewer's message, or the failing pod's reason.
+	RolloutReason string `json:"rolloutReason,omitempty"`
 }
 
 // Kept is a release kept on a host.
@@ -114,6 +162,17 @@ type Kept struct {
 	Created time.Time `json:"created,omitzero"`
 	// Note is what the kind knows besides: a Deployment's revision and change-cause.
 	Note string `json:"note,omitempty"`
+	// Activated orders the kept releases by when each last went live, higher later; 0 when
+	// the kind keeps no record of activations (Kubernetes: the ReplicaSet's revision, which
+	// the controller renumbers when a ReplicaSet comes back). Rollback without --to goes to
+	// the release live before the live one: the highest Activated among the others.
+	Activated int64 `json:"activated,omitempty"`
+	// Failed says the deploy that made the release live failed and was undone; rollback
+	// without --to skips it.
+	Failed bool `json:"failed,omitempty"`
+	// Foreign says pushdeploy did not make the release (a revision kubectl applied);
+	// rollback without --to skips it.
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 // Change is what a deploy would do to one host.
@@ -178,6 +237,11 @@ type HeldError struct {
 func (e *HeldError) Error() string {
 	return fmt.Sprintf("deploy lock on %s is held by %s", e.Target, e.Holder)
 }
+
+// ErrLockLost says a deploy lock is no longer its holder's: it was broken, or expired and
+// was taken by someone else. Lockers wrap it in the error of a Renew that finds so, which
+// tells the pipeline to stop the deploy (a failure to reach the lock is not a loss).
+var ErrLockLost = errors.New("the deploy lock is no longer ours")
 
 // Journal keeps a target's deployment records, newest last. Records are JSON documents
 // that the pipeline defines; the target stores them as they are.

@@ -196,16 +196,21 @@ func historyCmd() *cobra.Command {
 func unlockCmd() *cobra.Command {
 	var c common
 	var env string
+	var force bool
 	cmd := &cobra.Command{
-		Use:   "unlock --env NAME",
-		Short: "Break an environment's deploy lock, whoever holds it",
-		Args:  cobra.NoArgs,
+		Use:   "unlock --env NAME [--force]",
+		Short: "Break an environment's deploy lock left by a dead deploy",
+		Long: `Unlock breaks an environment's deploy lock. A lock that has expired is broken at once; one
+within its TTL most likely belongs to a deploy that is running, and is refused (naming who
+holds it and until when) unless --force. A running deploy that finds its lock broken stops
+and returns every host it switched to its previous release.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			x, err := c.environments(cmd, env)
 			if err != nil {
 				return err
 			}
-			held, err := x.Unlock(cmd.Context(), env)
+			held, err := x.Unlock(cmd.Context(), env, pipeline.WithForce(force))
 			if err != nil {
 				return err
 			}
@@ -220,5 +225,6 @@ func unlockCmd() *cobra.Command {
 	c.flags(cmd)
 	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it (without a file: its name)")
 	_ = cmd.MarkFlagRequired("env")
+	cmd.Flags().BoolVar(&force, "force", false, "break a lock within its ttl too (its deploy stops and rolls back)")
 	return cmd
 }

@@ -168,7 +168,7 @@ cat > "$f.tmp" && mv -f "$f.tmp" "$f"
 	if held, perr := parseLock(out); perr == nil {
 		who = held.String()
 	}
-	return fmt.Errorf("renewing the deploy lock of %s: it is no longer ours: held by %s", f.target, who)
+	return fmt.Errorf("renewing the deploy lock of %s: %w: held by %s", f.target, targets.ErrLockLost, who)
 }
 
 // Release removes the lock when l holds it; someone else's lock is left alone.
