@@ -16,6 +16,8 @@ type options struct {
 	batchSize    int
 	batchPercent int
 	health       *HealthCheck
+	stable       time.Duration
+	current      func() targets.Release
 	keep         int
 	lockWait     time.Duration
 	lockTTL      time.Duration
@@ -35,6 +37,7 @@ func makeOptions(opts ...Option) (*options, error) {
 		log:      io.Discard,
 		now:      time.Now,
 		lockWait: 0,
+		stable:   DefaultStable,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -85,6 +88,21 @@ func WithHealthCheck(h HealthCheck) Option {
 	return func(o *options) error {
 		h := h
 		o.health = &h
+		return nil
+	}
+}
+
+// WithStable sets the stability window: after its first passing check, a host must keep
+// passing the configured check (tried every interval) and, where the host can tell (a
+// container), stay up, the same process not restarted, for d before it counts as healthy.
+// 0 turns the window off. With no configured check and a host that cannot tell, there is
+// nothing to watch and no window. Default: DefaultStable (5s).
+func WithStable(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("stability window %s: must not be negative", d)
+		}
+		o.stable = d
 		return nil
 	}
 }
@@ -159,3 +177,8 @@ func (o *options) batches(hosts []targets.Host) [][]targets.Host {
 	}
 	return out
 }
+
+// DefaultHookTimeout bounds each hook command unless hooks.timeout says otherwise: a hung
+// command is killed (on hosts, its whole process group) and fails the deploy, which rolls
+// back and lets go of the lock.
+const DefaultHookTimeout = 5 * time.Minute

@@ -158,6 +158,12 @@ func dockerTarget(app, name string, env *config.Environment, img *config.Image, 
 	if d.StopTimeout.Duration > 0 {
 		opts = append(opts, docker.WithStopTimeout(d.StopTimeout.Duration))
 	}
+	if d.StateDir != "" {
+		opts = append(opts, docker.WithStateDir(d.StateDir))
+	}
+	if d.Socket != "" {
+		opts = append(opts, docker.WithSocket(d.Socket))
+	}
 	if bg := d.BlueGreen; bg != nil {
 		if len(bg.Ports) != 2 {
 			return nil, fmt.Errorf("docker.blue_green.ports: want two ports, got %d", len(bg.Ports))

@@ -27,6 +27,9 @@ func server(app, name string, env *config.Environment, s *pipeline.Secrets, extr
 	if c.Restart != "" {
 		opts = append(opts, ssh.Restart(c.Restart))
 	}
+	if c.RestartTimeout.Duration > 0 {
+		opts = append(opts, ssh.RestartTimeout(c.RestartTimeout.Duration))
+	}
 	dirs, files := splitShared(c.Shared)
 	if len(dirs) > 0 {
 		opts = append(opts, ssh.Shared(dirs...))

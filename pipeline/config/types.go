@@ -143,8 +143,13 @@ type SSHTarget struct {
 	// in path/releases, the live one is path/current.
 	Path string `yaml:"path" jsonschema:"required"`
 	// Restart is the command that makes the server pick up the new release, e.g. "sudo
-	// systemctl restart myapp". Default: none.
+	// systemctl restart myapp"; it runs in path/current with every PUSHDEPLOY_* variable.
+	// Default: none.
 	Restart string `yaml:"restart,omitempty"`
+	// RestartTimeout bounds the restart command: one that runs longer is killed (its whole
+	// process group) and the host fails, so the deploy rolls back. Default: "2m" (longer
+	// than systemd's own 90s start timeout).
+	RestartTimeout Duration `yaml:"restart_timeout,omitempty"`
 	// Shared lists paths, relative to the release, that live in path/shared and are linked
 	// into every release (uploads, logs, .env). A path whose last element has a dot (.env,
 	// config/database.yml) is a file, any other a directory; end a path with "/" to make it
@@ -185,6 +190,15 @@ type DockerTarget struct {
 	// StopTimeout is how long the old container gets to stop before it is killed. Default:
 	// "10s".
 	StopTimeout Duration `yaml:"stop_timeout,omitempty"`
+	// StateDir is the directory on each host that holds the deploy lock and the history
+	// (<state_dir>/<app>-<environment>/): an absolute path, or one relative to the SSH
+	// user's home. The user must be able to write there; it is checked before the lock.
+	// Default: ".pushdeploy" in the SSH user's home, which a non-root user in the docker
+	// group can write.
+	StateDir string `yaml:"state_dir,omitempty"`
+	// Socket is the path of the Docker Engine's unix socket on the hosts, forwarded over
+	// SSH; checked before the lock. Default: "/var/run/docker.sock".
+	Socket string `yaml:"socket,omitempty" jsonschema:"pattern=^/"`
 	// BlueGreen deploys with no downtime behind a reverse proxy on the host: the new
 	// container starts beside the old one on the other slot, and once it is healthy the
 	// switch command points the proxy at it. Default: stop-then-start (a moment with no
@@ -246,21 +260,31 @@ type Health struct {
 	Command string `yaml:"command,omitempty"`
 	// Interval is the wait between attempts. Default: "1s".
 	Interval Duration `yaml:"interval,omitempty"`
-	// Timeout bounds one attempt. Default: "5s".
+	// Timeout bounds one attempt: an HTTP request, or a command, which is killed on the host
+	// when it runs longer. Default: "5s".
 	Timeout Duration `yaml:"timeout,omitempty"`
 	// Retries is how many attempts fail before the host counts as unhealthy. Default: 30.
 	Retries int `yaml:"retries,omitempty" jsonschema:"minimum=1"`
+	// Stable is the stability window, for every kind: after its first passing check a host
+	// must keep passing (checked every interval) and a container must keep running, not
+	// restarted, for this long before the host counts as healthy. A container with neither
+	// a HEALTHCHECK nor a configured check must stay running for it. Default: "5s" (Docker
+	// Swarm's update monitor).
+	Stable Duration `yaml:"stable,omitempty"`
 }
 
 // HTTPCheck is an HTTP GET that must answer with the expected status (and body).
 type HTTPCheck struct {
 	// URL is a template evaluated for each host: {{.Address}} is the host's address,
-	// {{.Host}} its name, {{.Release}} the release id. Example:
-	// "http://{{.Address}}:8080/health".
+	// {{.Host}} its name, {{.Release}} the release id, {{.Version}}, {{.Digest}},
+	// {{.Image}}, {{.App}} and {{.Env}} the release's fields (naming one the release has
+	// empty is an error). Example: "http://{{.Address}}:8080/health".
 	URL string `yaml:"url" jsonschema:"required"`
 	// Status is the status code expected. Default: 200.
 	Status int `yaml:"status,omitempty" jsonschema:"minimum=100,maximum=599"`
-	// Body is a regular expression the response body must match. Default: any body.
+	// Body is a regular expression the response body must match, first a template over the
+	// fields url has, each value matched literally: "{{.Version}}" proves the new release
+	// answers. Default: any body.
 	Body string `yaml:"body,omitempty"`
 }
 

@@ -35,7 +35,6 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/pushdeploy/pushdeploy/targets"
-	"github.com/pushdeploy/pushdeploy/targets/hoststate"
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
@@ -59,8 +58,7 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	lock     *hoststate.Files
-	journal  hoststate.Journals
+	state    *state
 }
 
 var (
@@ -69,6 +67,8 @@ var (
 	_ targets.SelfChecker = (*Host)(nil)
 	_ targets.Commander   = (*Host)(nil)
 	_ targets.Addresser   = (*Host)(nil)
+	_ targets.Steadier    = (*Host)(nil)
+	_ targets.Preflighter = (*Target)(nil)
 )
 
 // validName is what Docker accepts in a container name; app, env and release ids become one.
@@ -110,9 +110,7 @@ func New(app, env string, hosts []string, opts ...Option) (*Target, error) {
 			return nil, fmt.Errorf("docker target %s/%s: environment given for host %q, which is not one of the hosts %q", app, env, h, hosts)
 		}
 	}
-	if t.lock, t.journal, err = newState(t); err != nil {
-		return nil, fmt.Errorf("docker target %s/%s: %w", app, env, err)
-	}
+	t.state = &state{t: t}
 	return t, nil
 }
 
@@ -129,11 +127,11 @@ func (t *Target) Hosts() []targets.Host {
 }
 
 // Locker is the deploy lock, a file on the first host (see WithStateDir).
-func (t *Target) Locker() targets.Locker { return t.lock }
+func (t *Target) Locker() targets.Locker { return &stateLock{t.state} }
 
 // Journal is the deployment history, appended on every host and read from the first that
 // answers (see WithStateDir).
-func (t *Target) Journal() targets.Journal { return t.journal }
+func (t *Target) Journal() targets.Journal { return &stateJournal{t.state} }
 
 // Close closes every host's connections.
 func (t *Target) Close() error {

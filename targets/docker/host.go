@@ -360,6 +360,85 @@ func (h *Host) CheckHealth(ctx context.Context, id string) error {
 	return err
 }
 
+// Steady watches release id's container for d, through the engine's events: it must keep
+// running, the same start (not restarted by its restart policy, not exited). A container
+// that dies within d fails at once, with its exit status and last log lines.
+func (h *Host) Steady(ctx context.Context, id string, d time.Duration) error {
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return err
+	}
+	r := find(rs, id)
+	if r == nil {
+		return fmt.Errorf("watching release %q on %s: no container of it is kept there", id, h.addr)
+	}
+	cid, name := r.container.ID, h.containerName(id)
+	c, err := cli.ContainerInspect(ctx, cid)
+	if err != nil {
+		return fmt.Errorf("inspecting container %q on %s: %w", name, h.addr, err)
+	}
+	if c.State == nil || !c.State.Running || c.State.Restarting {
+		code := 0
+		if c.State != nil {
+			code = c.State.ExitCode
+		}
+		return h.exited(ctx, cli, name, code)
+	}
+	startedAt, restarts := c.State.StartedAt, c.RestartCount
+	started, _ := time.Parse(time.RFC3339Nano, startedAt)
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	// From its start on: a death between the inspection and the subscription is replayed.
+	msgs, errs := cli.Events(wctx, events.ListOptions{
+		Since:   fmt.Sprintf("%d.%09d", started.Unix(), started.Nanosecond()),
+		Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("container", cid)),
+	})
+watch:
+	for {
+		select {
+		case <-wctx.Done():
+			break watch
+		case err := <-errs:
+			if wctx.Err() != nil && ctx.Err() == nil {
+				break watch
+			}
+			return fmt.Errorf("watching container %q on %s: %w", name, h.addr, err)
+		case m := <-msgs:
+			if m.TimeNano < started.UnixNano() {
+				continue
+			}
+			switch m.Action {
+			case events.ActionDie, events.ActionOOM, events.ActionRestart, events.ActionStop, events.ActionKill:
+				code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+				return fmt.Errorf("container %q on %s did not keep running (%s): %w", name, h.addr, m.Action, h.exited(ctx, cli, name, code))
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("watching container %q on %s: %w", name, h.addr, err)
+	}
+	// The inspection at the end is the truth: the same start, still running.
+	c, err = cli.ContainerInspect(ctx, cid)
+	if err != nil {
+		return fmt.Errorf("inspecting container %q on %s: %w", name, h.addr, err)
+	}
+	switch {
+	case c.State == nil || !c.State.Running || c.State.Restarting:
+		code := 0
+		if c.State != nil {
+			code = c.State.ExitCode
+		}
+		return h.exited(ctx, cli, name, code)
+	case c.State.StartedAt != startedAt || c.RestartCount != restarts:
+		return fmt.Errorf("container %q on %s restarted (%d restarts, started again at %s); last log lines:\n%s", name, h.addr, c.RestartCount, c.State.StartedAt, h.logTail(ctx, cli, name))
+	}
+	return nil
+}
+
 // waitHealthy waits for the verdict of r's HEALTHCHECK; hasCheck says whether it has one
 // (without one, the verdict is that the container runs).
 func (h *Host) waitHealthy(ctx context.Context, cli *client.Client, r *release) (hasCheck bool, err error) {

@@ -3,6 +3,7 @@ package docker
 import (
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"text/template"
@@ -51,8 +52,10 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 const DefaultSocket = "/var/run/docker.sock"
 
 // DefaultStateDir is the directory on each host that holds the deploy lock and the
-// deployment history, one subdirectory per application and environment.
-const DefaultStateDir = "/var/lib/pushdeploy"
+// deployment history, one subdirectory per application and environment. Relative: in the
+// SSH user's home, which a deploy user that is not root (in the docker group) can write,
+// as root can.
+const DefaultStateDir = ".pushdeploy"
 
 // WithSSH sets how hosts are reached: sshconn.User, sshconn.PrivateKey, sshconn.KnownHosts,
 // sshconn.Jump, sshconn.Timeout... Host keys are verified against the known_hosts content
@@ -278,14 +281,15 @@ func WithHealthTimeout(d time.Duration) Option {
 }
 
 // WithStateDir sets the directory on each host holding the deploy lock and the deployment
-// history (<dir>/<app>-<env>/). The SSH user must be able to write there. Default:
-// DefaultStateDir.
+// history (<dir>/<app>-<env>/): an absolute path, or one relative to the SSH user's home.
+// The SSH user must be able to write there (Preflight checks). Default: DefaultStateDir
+// (~/.pushdeploy).
 func WithStateDir(dir string) Option {
 	return func(o *options) error {
-		if !strings.HasPrefix(dir, "/") {
-			return fmt.Errorf("state directory %q is not an absolute path", dir)
+		if dir == "" || path.Clean(dir) != strings.TrimSuffix(dir, "/") || dir == "/" || dir == "." || dir == ".." || strings.HasPrefix(dir, "../") {
+			return fmt.Errorf("state directory %q: want a clean absolute path, or one inside the SSH user's home", dir)
 		}
-		o.stateDir = dir
+		o.stateDir = path.Clean(dir)
 		return nil
 	}
 }

@@ -34,7 +34,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"cpus", "web", []string{"h"}, []Option{key, WithCPUs(0)}, "cpus 0"},
 		{"registry", "web", []string{"h"}, []Option{key, WithRegistryAuth("r.example", "u", "")}, "user and password"},
 		{"registry host", "web", []string{"h"}, []Option{key, WithRegistryAuth("r.example/repo", "u", "p")}, `registry "r.example/repo"`},
-		{"state dir", "web", []string{"h"}, []Option{key, WithStateDir("state")}, `state directory "state"`},
+		{"state dir", "web", []string{"h"}, []Option{key, WithStateDir("../state")}, `state directory "../state"`},
 		{"container name", "web", []string{"h"}, []Option{key, WithContainerName("-web")}, `container name "-web"`},
 		{"slots equal", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{8081, 8081}, ContainerPort: 80, Switch: "x"})}, "must differ"},
 		{"slot range", "web", []string{"h"}, []Option{key, WithBlueGreen(BlueGreen{Ports: [2]int{0, 8081}, ContainerPort: 80, Switch: "x"})}, "between 1 and 65535"},

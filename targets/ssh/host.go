@@ -162,6 +162,14 @@ type releaseMeta struct {
 	Created    time.Time `json:"created"`
 	Deployer   string    `json:"deployer,omitempty"`
 	PipelineID string    `json:"pipelineId,omitempty"`
+	ApprovedBy string    `json:"approvedBy,omitempty"`
+	Revision   string    `json:"revision,omitempty"`
+}
+
+// release is the release the metadata describes, for its PUSHDEPLOY_* variables.
+func (m *releaseMeta) release() targets.Release {
+	return targets.Release{ID: m.ID, App: m.App, Env: m.Env, Version: m.Version, Digest: m.Digest,
+		Deployer: m.Deployer, PipelineID: m.PipelineID, ApprovedBy: m.ApprovedBy, Revision: m.Revision}
 }
 
 func (m *releaseMeta) kept() targets.Kept {
@@ -384,7 +392,8 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		return err
 	}
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
-		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID}
+		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
+		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
 	finalize := h.finalizeScript(r.ID, d, meta)
 	switch n := len(d.send); {
 	case n > 0 && n <= shellMoves:
@@ -733,12 +742,41 @@ mv -fT "$t" current
 echo %[3]s
 `, q(h.path), id, switchedMarker)
 	if h.t.o.restart != "" {
+		// The restart gets the release's PUSHDEPLOY_* variables, read from the metadata
+		// the release was prepared with.
+		p, err := h.probe(ctx, id)
+		if err != nil {
+			return fmt.Errorf("reading release %q on %s before restarting: %w", id, h.addr, err)
+		}
+		rel := targets.Release{ID: id}
+		if p.have != nil {
+			rel = p.have.release()
+		}
+		env := rel.Vars(h.t.Kind())
+		env["PUSHDEPLOY_PATH"] = h.path
+		keys := make([]string, 0, len(env))
+		for k := range env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		s += "cd current\n"
+		for _, k := range keys {
+			s += fmt.Sprintf("export %s=%s\n", k, q(env[k]))
+		}
 		// In the login shell, as a command of its own would run; stdin is not the script.
-		s += fmt.Sprintf("cd current\nexport PUSHDEPLOY_RELEASE=%s PUSHDEPLOY_PATH=%s\nexec \"${SHELL:-/bin/sh}\" -c %s </dev/null\n", id, q(h.path), q(h.t.o.restart))
+		s += fmt.Sprintf("exec \"${SHELL:-/bin/sh}\" -c %s </dev/null\n", q(h.t.o.restart))
+		// Bounded: a hung restart is killed with its process group (sshconn), the host
+		// fails and the deploy rolls back.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.t.o.restartWait)
+		defer cancel()
 	}
 	out, err := h.script(ctx, s)
 	if err != nil {
 		if bytes.Contains(out, []byte(switchedMarker)) {
+			if ctx.Err() != nil {
+				return fmt.Errorf("restarting on %s after switching to %q: the restart command timed out after %s and was killed", h.addr, id, h.t.o.restartWait)
+			}
 			return fmt.Errorf("restarting on %s after switching to %q: %w", h.addr, id, err)
 		}
 		return fmt.Errorf("switching %s to release %q: %w", h.addr, id, err)

@@ -24,6 +24,7 @@ type options struct {
 	jump        string
 	path        string
 	restart     string
+	restartWait time.Duration
 	shared      []string
 	sharedFiles []string
 	timeout     time.Duration
@@ -91,10 +92,29 @@ func Path(dir string) Option {
 }
 
 // Restart is the shell command that makes the server pick up the release just made live,
-// e.g. "pm2 restart myapp" or "sudo systemctl restart myapp". It runs in path/current with
-// PUSHDEPLOY_RELEASE set to the release id. Default: none.
+// e.g. "pm2 startOrReload ecosystem.config.js" or "sudo systemctl restart myapp". It runs
+// in path/current with the release's PUSHDEPLOY_* variables (targets.Release.Vars) and
+// PUSHDEPLOY_PATH, the application's directory. Default: none.
 func Restart(command string) Option {
 	return func(o *options) error { o.restart = command; return nil }
+}
+
+// DefaultRestartTimeout bounds the restart command unless RestartTimeout says otherwise:
+// longer than systemd's own start timeout (90s), so that "systemctl restart" fails by
+// systemd's verdict first, and short enough that a hung command does not hold the lock.
+const DefaultRestartTimeout = 2 * time.Minute
+
+// RestartTimeout bounds the restart command: when it runs longer, it is killed (its whole
+// process group on the host) and Activate fails, so the deploy rolls back. Default:
+// DefaultRestartTimeout (2m).
+func RestartTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("restart timeout %s is not positive", d)
+		}
+		o.restartWait = d
+		return nil
+	}
 }
 
 // Shared lists paths, relative to the release, that live in path/shared and are linked into
@@ -144,7 +164,7 @@ func ManifestCache(dir string) Option {
 }
 
 func makeOptions(app string, opts []Option) (*options, error) {
-	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 64}
+	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 64, restartWait: DefaultRestartTimeout}
 	if d, err := os.UserCacheDir(); err == nil {
 		o.cacheDir = filepath.Join(d, "pushdeploy", "ssh-manifests")
 	}
