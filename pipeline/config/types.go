@@ -240,6 +240,13 @@ type KubernetesTarget struct {
 	Deployments []Deployment `yaml:"deployments" jsonschema:"required,minItems=1"`
 	// RolloutTimeout bounds the wait for each rollout. Default: "5m".
 	RolloutTimeout Duration `yaml:"rollout_timeout,omitempty"`
+	// CrashLoopRestarts fails a rollout before its deadline once a new pod's container is in
+	// CrashLoopBackOff with this many restarts. Default: 3.
+	CrashLoopRestarts int `yaml:"crash_loop_restarts,omitempty" jsonschema:"minimum=1"`
+	// StartGrace is how long a new pod's container may wait in ImagePullBackOff,
+	// ErrImagePull, InvalidImageName or CreateContainerConfigError, or the new ReplicaSet
+	// report FailedCreate (quota, admission), before the rollout fails. Default: "60s".
+	StartGrace Duration `yaml:"start_grace,omitempty"`
 }
 
 // Deployment is a Kubernetes Deployment whose containers run the image.

@@ -16,6 +16,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
 
@@ -33,6 +34,10 @@ const (
 	AnnotationVersion = "pushdeploy.dev/version"
 	// AnnotationChangeCause is what `kubectl rollout history` shows for a revision.
 	AnnotationChangeCause = "kubernetes.io/change-cause"
+	// AnnotationFailed marks a ReplicaSet whose release's deploy failed and was undone, with
+	// the time: a rollback without --to skips it. It sits on the ReplicaSet, not on the
+	// Deployment, because `kubectl rollout undo` replaces the Deployment's annotations.
+	AnnotationFailed = "pushdeploy.dev/failed"
 )
 
 // Deployment is one Deployment of the application: a host.
@@ -231,8 +236,11 @@ func (d *Deployment) History(ctx context.Context) ([]Revision, error) {
 }
 
 // Status reports the release the Deployment's template runs and the releases its
-// ReplicaSets keep (oldest first, by when each was first deployed), with the revision and
-// replica counts in Detail.
+// ReplicaSets keep (oldest first, by when each was first deployed), each with its
+// activation order (the ReplicaSet's revision: the controller renumbers one that comes back,
+// so the highest is the last to go live), whether its deploy failed and whether pushdeploy
+// made it; the rollout's state as kubectl sees it; and the revision and replica counts in
+// Detail.
 func (d *Deployment) Status(ctx context.Context) (targets.Status, error) {
 	dep, err := d.get(ctx)
 	if err != nil {
@@ -251,38 +259,79 @@ func (d *Deployment) Status(ctx context.Context) (targets.Status, error) {
 	for _, rs := range rss {
 		k := kept(&rs.Spec.Template, primary)
 		k.ID, k.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
+		k.Foreign = rs.Spec.Template.Annotations[AnnotationRelease] == ""
+		k.Failed = rs.Annotations[AnnotationFailed] != ""
 		if n, err := deploymentutil.Revision(rs); err == nil {
 			k.Note = fmt.Sprintf("revision %d", n)
+			k.Activated = n
 		}
 		if cause := rs.Annotations[AnnotationChangeCause]; cause != "" {
 			k.Note += ": " + cause
+		}
+		if k.Failed {
+			k.Note += " (deploy failed " + rs.Annotations[AnnotationFailed] + ")"
 		}
 		st.Kept = append(st.Kept, k)
 	}
 	live := kept(&dep.Spec.Template, primary)
 	rev := "no revision yet"
-	if rs := current(dep, rss); rs != nil {
-		live.ID, live.Created = releaseID(rs), rs.CreationTimestamp.Time.UTC()
-		if n, err := deploymentutil.Revision(rs); err == nil {
+	newRS := current(dep, rss)
+	if newRS != nil {
+		live.ID, live.Created = releaseID(newRS), newRS.CreationTimestamp.Time.UTC()
+		live.Foreign = newRS.Spec.Template.Annotations[AnnotationRelease] == ""
+		live.Failed = newRS.Annotations[AnnotationFailed] != ""
+		if n, err := deploymentutil.Revision(newRS); err == nil {
 			rev = fmt.Sprintf("revision %d", n)
+			live.Activated = n
 		}
 	}
 	if live.ID != "" {
 		st.Live = &live
 	}
+	st.Rollout, st.RolloutReason = d.rolloutState(ctx, dep, newRS)
 	want := int32(1)
 	if dep.Spec.Replicas != nil {
 		want = *dep.Spec.Replicas
 	}
 	s := dep.Status
 	st.Detail = fmt.Sprintf("%s, image %s: %d/%d ready, %d updated, %d available", rev, live.Image, s.ReadyReplicas, want, s.UpdatedReplicas, s.AvailableReplicas)
-	if c := deploymentutil.GetDeploymentCondition(s, appsv1.DeploymentProgressing); c != nil && c.Reason == "ProgressDeadlineExceeded" {
-		st.Detail += ", progress deadline exceeded"
-	}
 	if dep.Spec.Paused {
 		st.Detail += ", paused"
 	}
 	return st, nil
+}
+
+// Rollout states of Status.Rollout.
+const (
+	RolloutComplete    = "complete"
+	RolloutProgressing = "progressing"
+	RolloutStuck       = "stuck"
+)
+
+// rolloutState judges the Deployment's rollout as the deploy's wait does, once: complete,
+// progressing, or stuck (the progress deadline passed, or a new pod fails the fail-fast
+// rules), with kubectl's status viewer's message or the failing pod's reason.
+func (d *Deployment) rolloutState(ctx context.Context, dep *appsv1.Deployment, newRS *appsv1.ReplicaSet) (state, reason string) {
+	msg, done, err := rolloutStatus(dep, nil, time.Now(), d.t.o.failFast)
+	switch {
+	case err != nil:
+		return RolloutStuck, err.Error()
+	case done:
+		return RolloutComplete, msg
+	}
+	if newRS != nil {
+		sel := labels.Set(newRS.Spec.Selector.MatchLabels).AsSelector()
+		if pods, err := d.t.cs.CoreV1().Pods(d.t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
+			ps := make([]*corev1.Pod, len(pods.Items))
+			for i := range pods.Items {
+				ps[i] = &pods.Items[i]
+			}
+			if f, _ := failure(dep, ps, time.Now(), d.t.o.failFast); f != nil {
+				return RolloutStuck, f.Error()
+			}
+		}
+	}
+	return RolloutProgressing, msg
 }
 
 // Plan says which container images deploying r changes.
@@ -332,11 +381,48 @@ func (d *Deployment) Prepare(ctx context.Context, r targets.Release) error {
 }
 
 // Discard forgets a prepared release. ReplicaSets stay: the Deployment's
-// revisionHistoryLimit prunes them, as it does for kubectl.
-func (d *Deployment) Discard(_ context.Context, id string) error {
+// revisionHistoryLimit prunes them, as it does for kubectl. A release prepared in this
+// process is discarded only when its deploy failed (the engine discards what it staged
+// after undoing it; pruning names older releases): its ReplicaSet gets AnnotationFailed,
+// so that "previous" skips it from now on.
+func (d *Deployment) Discard(ctx context.Context, id string) error {
 	d.mu.Lock()
+	_, failed := d.prepared[id]
 	delete(d.prepared, id)
 	d.mu.Unlock()
+	if !failed {
+		return nil
+	}
+	return d.markFailed(ctx, id, time.Now())
+}
+
+// markFailed annotates the ReplicaSet that ran release id (if the controller made one) with
+// AnnotationFailed and the time at; the zero time removes the mark.
+func (d *Deployment) markFailed(ctx context.Context, id string, at time.Time) error {
+	dep, err := d.get(ctx)
+	if err != nil {
+		return err
+	}
+	rss, err := d.replicaSets(ctx, dep)
+	if err != nil {
+		return err
+	}
+	var v any // null removes the annotation in a merge patch
+	if !at.IsZero() {
+		v = at.UTC().Format(time.RFC3339)
+	}
+	for _, rs := range rss {
+		if releaseID(rs) != id || (v == nil && rs.Annotations[AnnotationFailed] == "") {
+			continue
+		}
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationFailed: v}}})
+		if err != nil {
+			return err
+		}
+		if _, err := d.t.cs.AppsV1().ReplicaSets(d.t.ns).Patch(ctx, rs.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: d.t.o.fieldManager}); err != nil {
+			return fmt.Errorf("marking replica set %q of deployment %q (release %q) as failed: %w", rs.Name, d.name, id, err)
+		}
+	}
 	return nil
 }
 
@@ -363,7 +449,15 @@ func (d *Deployment) Activate(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return d.wait(ctx, gen)
+	if err := d.wait(ctx, gen); err != nil {
+		return err
+	}
+	if !ok {
+		// A kept release rolled out: should its deploy once have failed (rollback --to
+		// it), it is good now.
+		return d.markFailed(ctx, id, time.Time{})
+	}
+	return nil
 }
 
 // changeCause is the revision's line in `kubectl rollout history`.

@@ -210,7 +210,18 @@ type Permission struct {
 	Group    string // "" for the core group
 	Resource string
 	Verb     string
+	// Object says which of the target's objects the call names, so that a Role can grant it
+	// by resourceNames: ObjectDeployments, ObjectLease or ObjectJournal; "" when the call
+	// names none the target knows beforehand (a list by label, a create, a ReplicaSet).
+	Object string
 }
+
+// Objects a Permission names.
+const (
+	ObjectDeployments = "deployments" // the target's Deployments
+	ObjectLease       = "lease"       // the lock Lease
+	ObjectJournal     = "journal"     // the journal ConfigMap
+)
 
 func (p Permission) String() string {
 	r := p.Resource
@@ -220,23 +231,43 @@ func (p Permission) String() string {
 	return p.Verb + " " + r
 }
 
-// Permissions lists every (verb, resource) the target uses, all in its namespace;
-// deploy/kubernetes/rbac.yaml grants exactly these.
+// Permissions lists every call the target makes, as (verb, resource) in its namespace and
+// the objects it names: the one list the preflight asks for, deploy/kubernetes/rbac.yaml
+// grants and Role generates a Role from.
 func Permissions() []Permission {
 	return []Permission{
-		{"apps", "deployments", "get"},   // status, plan, preflight
-		{"apps", "deployments", "list"},  // rollout watch: the list half of list+watch
-		{"apps", "deployments", "watch"}, // rollout watch
-		{"apps", "deployments", "patch"}, // set image, roll back
-		{"apps", "replicasets", "list"},  // revisions: status, history, rollback
-		{"", "pods", "list"},             // why a rollout is stuck: the new pods' waiting reasons
-		{"coordination.k8s.io", "leases", "get"},
-		{"coordination.k8s.io", "leases", "create"},
-		{"coordination.k8s.io", "leases", "update"}, // acquire, renew, release: no delete needed
-		{"", "configmaps", "get"},
-		{"", "configmaps", "create"},
-		{"", "configmaps", "update"}, // the journal
+		{"apps", "deployments", "get", ObjectDeployments},   // status, plan, preflight
+		{"apps", "deployments", "list", ObjectDeployments},  // rollout watch: the list half, by a metadata.name field selector
+		{"apps", "deployments", "watch", ObjectDeployments}, // rollout watch, by name too
+		{"apps", "deployments", "patch", ObjectDeployments}, // set image, roll back
+		{"apps", "replicasets", "list", ""},                 // revisions: status, history, rollback
+		{"apps", "replicasets", "patch", ""},                // mark a failed release's revision (AnnotationFailed)
+		{"", "pods", "list", ""},                            // why a rollout is stuck: the new pods' waiting reasons
+		{"", "pods", "watch", ""},                           // fail fast: the new pods' crash loops and pull errors
+		{"coordination.k8s.io", "leases", "get", ObjectLease},
+		{"coordination.k8s.io", "leases", "create", ""},          // a create names no existing object: RBAC cannot restrict it by name
+		{"coordination.k8s.io", "leases", "update", ObjectLease}, // acquire, renew, release: no delete needed
+		{"", "configmaps", "get", ObjectJournal},
+		{"", "configmaps", "create", ""},
+		{"", "configmaps", "update", ObjectJournal}, // the journal
 	}
+}
+
+// names are the names of the target's objects p names; nil when it names none.
+func (t *Target) names(p Permission) []string {
+	switch p.Object {
+	case ObjectDeployments:
+		var out []string
+		for _, d := range t.hosts {
+			out = append(out, d.name)
+		}
+		return out
+	case ObjectLease:
+		return []string{t.lease.name}
+	case ObjectJournal:
+		return []string{t.journal.name}
+	}
+	return nil
 }
 
 // Preflight checks, before anything changes, that the credentials hold every permission
@@ -257,15 +288,29 @@ func (t *Target) Preflight(ctx context.Context) error {
 }
 
 func (t *Target) preflight(ctx context.Context) error {
-	perms := Permissions()
-	allowed := make([]bool, len(perms))
-	errs := make([]error, len(perms))
+	// One review per permission and object named: a Role may grant by resourceNames.
+	type review struct {
+		p    Permission
+		name string
+	}
+	var reviews []review
+	for _, p := range Permissions() {
+		names := t.names(p)
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, n := range names {
+			reviews = append(reviews, review{p, n})
+		}
+	}
+	allowed := make([]bool, len(reviews))
+	errs := make([]error, len(reviews))
 	var wg sync.WaitGroup
-	for i, p := range perms {
+	for i, rv := range reviews {
 		wg.Go(func() {
 			r, err := t.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: t.ns, Group: p.Group, Resource: p.Resource, Verb: p.Verb,
+					Namespace: t.ns, Group: rv.p.Group, Resource: rv.p.Resource, Verb: rv.p.Verb, Name: rv.name,
 				}},
 			}, metav1.CreateOptions{})
 			if err != nil {
@@ -280,15 +325,19 @@ func (t *Target) preflight(ctx context.Context) error {
 		return fmt.Errorf("%s: asking the API server for permissions: %w", t, err)
 	}
 	var missing []string
-	for i, p := range perms {
+	for i, rv := range reviews {
 		if !allowed[i] {
-			missing = append(missing, p.String())
+			m := rv.p.String()
+			if rv.name != "" {
+				m += fmt.Sprintf(" %q", rv.name)
+			}
+			missing = append(missing, m)
 		}
 	}
 	if len(missing) > 0 {
-		msg := fmt.Sprintf("%s: the credentials lack %d permission(s) the deploy needs: %s (deploy/kubernetes/rbac.yaml grants them)",
-			t, len(missing), strings.Join(missing, ", "))
-		if len(missing) == len(perms) {
+		msg := fmt.Sprintf("%s: the credentials lack %d permission(s) the deploy needs: %s (pushdeploy rbac --env %s prints a Role that grants them)",
+			t, len(missing), strings.Join(missing, ", "), t.env)
+		if len(missing) == len(reviews) {
 			msg += "; none is granted: is the namespace right?"
 		}
 		return errors.New(msg)

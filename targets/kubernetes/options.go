@@ -23,6 +23,7 @@ type options struct {
 	rolloutTimeout time.Duration
 	fieldManager   string
 	journalLimit   int
+	failFast       failFast
 }
 
 // DefaultRolloutTimeout is how long Activate waits for a Deployment to roll out unless
@@ -38,6 +39,7 @@ func makeOptions(opts ...Option) (*options, error) {
 		rolloutTimeout: DefaultRolloutTimeout,
 		fieldManager:   DefaultFieldManager,
 		journalLimit:   100,
+		failFast:       failFast{restarts: DefaultCrashLoopRestarts, grace: DefaultStartGrace},
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -155,6 +157,33 @@ func WithJournalLimit(n int) Option {
 			return fmt.Errorf("journal limit %d: must be at least 1", n)
 		}
 		o.journalLimit = n
+		return nil
+	}
+}
+
+// WithCrashLoopRestarts fails a rollout, before its deadline, once a container of a new
+// pod is in CrashLoopBackOff with at least n restarts. Default: DefaultCrashLoopRestarts (3).
+func WithCrashLoopRestarts(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 1<<20 {
+			return fmt.Errorf("crash-loop restarts %d: must be at least 1", n)
+		}
+		o.failFast.restarts = int32(n)
+		return nil
+	}
+}
+
+// WithStartGrace fails a rollout, before its deadline, once a container of a new pod has
+// waited longer than d in ImagePullBackOff, ErrImagePull, InvalidImageName or
+// CreateContainerConfigError, or the new ReplicaSet has reported FailedCreate (quota,
+// admission) for longer than d. Zero fails at the first report. Default: DefaultStartGrace
+// (60 s).
+func WithStartGrace(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("start grace %s: must not be negative", d)
+		}
+		o.failFast.grace = d
 		return nil
 	}
 }

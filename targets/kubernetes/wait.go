@@ -5,35 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
-	"k8s.io/kubectl/pkg/polymorphichelpers"
 )
 
 // errDeleted ends a watch whose Deployment went away.
 var errDeleted = errors.New("deleted")
 
-// wait follows the Deployment until its rollout completes, exactly as `kubectl rollout
-// status` does: a list+watch on the one name under watchtools.UntilWithSync (which
-// survives expired resource versions and dropped watches), each event judged by kubectl's
-// DeploymentStatusViewer. No polling: it returns on the event that completes the rollout.
-// A passed progress deadline, a deletion or the rollout timeout is an error that says
-// which replicas are stuck and why. Objects older than generation (the one our patch
-// made) are not judged: a list served from the API server's watch cache may predate it,
-// and would look like a finished rollout.
+// wait follows the Deployment until its rollout completes, as `kubectl rollout status`
+// does: a list+watch on the one name under watchtools.UntilWithSync (which survives
+// expired resource versions and dropped watches), each event judged by rolloutStatus, a
+// pure function: kubectl's DeploymentStatusViewer after the fail-fast rules. Beside it an
+// informer follows the Deployment's pods, so that a new pod crash-looping or unable to
+// start fails the rollout when the kubelet reports it (or, for the states with a grace
+// period, when that period ends), not at the deadline. No polling: it returns on the event
+// that decides. A passed progress deadline, a deletion or the rollout timeout is an error
+// that says which replicas are stuck and why. Objects older than generation (the one our
+// patch made) are not judged: a list served from the API server's watch cache may predate
+// it, and would look like a finished rollout.
 func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	wctx, cancel := context.WithTimeout(ctx, d.t.o.rolloutTimeout)
 	defer cancel()
+	fctx, fail := context.WithCancelCause(wctx)
+	defer fail(nil)
 	deps := d.t.cs.AppsV1().Deployments(d.t.ns)
 	byName := fields.OneTermEqualSelector("metadata.name", d.name).String()
 	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
@@ -46,10 +50,11 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 			return deps.Watch(ctx, o)
 		},
 	}, d.t.cs)
-	viewer := &polymorphichelpers.DeploymentStatusViewer{}
+	w := &rolloutWatch{d: d, ff: d.t.o.failFast, kick: make(chan struct{}, 1)}
+	started := false
 	var last *appsv1.Deployment
 	var lastMsg string
-	_, err := watchtools.UntilWithSync(wctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
+	_, err := watchtools.UntilWithSync(fctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
 		switch e.Type {
 		case watch.Added, watch.Modified:
 			dep, ok := e.Object.(*appsv1.Deployment)
@@ -60,12 +65,17 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 				return false, nil
 			}
 			last = dep
-			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(dep)
-			if err != nil {
-				return false, err
+			if !started {
+				// The pods' watch starts with the first Deployment of our generation: its
+				// selector says which pods are the Deployment's.
+				if err := w.start(fctx, dep, fail); err != nil {
+					return true, err
+				}
+				started = true
 			}
-			msg, done, err := viewer.Status(&unstructured.Unstructured{Object: u}, 0)
-			lastMsg = strings.TrimSpace(msg)
+			pods := w.observe(fctx, dep)
+			msg, done, err := rolloutStatus(dep, pods, time.Now(), w.ff)
+			lastMsg = msg
 			return done, err
 		case watch.Deleted:
 			return true, errDeleted
@@ -79,7 +89,10 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	// Explain on a context of its own: wctx may be what ended.
 	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ecancel()
+	var rf *RolloutFailure
 	switch {
+	case errors.As(err, &rf) || errors.As(context.Cause(fctx), &rf):
+		return fmt.Errorf("deployment %q failed before its deadline: %w", d.name, rf)
 	case errors.Is(err, errDeleted):
 		return fmt.Errorf("deployment %q was deleted during the rollout", d.name)
 	case ctx.Err() != nil:
@@ -92,6 +105,123 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	default:
 		return fmt.Errorf("waiting for the rollout of deployment %q: %w", d.name, err)
 	}
+}
+
+// rolloutWatch is what the two watches of one rollout share: the latest Deployment, the
+// pod-template hash of its new ReplicaSet, and the pods the informer holds.
+type rolloutWatch struct {
+	d    *Deployment
+	ff   failFast
+	kick chan struct{}
+
+	mu   sync.Mutex
+	dep  *appsv1.Deployment
+	hash string // the new ReplicaSet's pod-template-hash, "" until known
+	pods cache.Store
+}
+
+// start runs the informer on the Deployment's pods and the loop that applies the
+// fail-fast rules to them; a failure cancels the rollout's wait with the failure as cause.
+func (w *rolloutWatch) start(ctx context.Context, dep *appsv1.Deployment, fail context.CancelCauseFunc) error {
+	sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
+	if err != nil {
+		return fmt.Errorf("deployment %q: selector: %w", w.d.name, err)
+	}
+	pods := w.d.t.cs.CoreV1().Pods(w.d.t.ns)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel.String()
+			return pods.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel.String()
+			return pods.Watch(ctx, o)
+		},
+	}
+	kick := func() {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: lw,
+		ObjectType:    &corev1.Pod{},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { kick() },
+			UpdateFunc: func(any, any) { kick() },
+			DeleteFunc: func(any) { kick() },
+		},
+	})
+	w.mu.Lock()
+	w.pods = store
+	w.mu.Unlock()
+	go ctrl.RunWithContext(ctx)
+	go func() {
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-w.kick:
+			case <-timer.C:
+			}
+			w.mu.Lock()
+			dep := w.dep
+			w.mu.Unlock()
+			f, next := failure(dep, w.newPods(), time.Now(), w.ff)
+			if f != nil {
+				fail(f)
+				return
+			}
+			timer.Stop()
+			if !next.IsZero() {
+				timer.Reset(time.Until(next))
+			}
+		}
+	}()
+	return nil
+}
+
+// observe records dep, finds its new ReplicaSet's pod-template hash once the controller
+// has made it, and returns the new ReplicaSet's pods.
+func (w *rolloutWatch) observe(ctx context.Context, dep *appsv1.Deployment) []*corev1.Pod {
+	w.mu.Lock()
+	w.dep = dep
+	hash := w.hash
+	w.mu.Unlock()
+	if hash == "" && dep.Status.ObservedGeneration >= dep.Generation {
+		if rss, err := w.d.replicaSets(ctx, dep); err == nil {
+			if rs := current(dep, rss); rs != nil {
+				w.mu.Lock()
+				w.hash = rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+				w.mu.Unlock()
+			}
+		}
+	}
+	select { // the pod loop judges the new Deployment too (FailedCreate's grace)
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return w.newPods()
+}
+
+// newPods are the informer's pods of the new ReplicaSet.
+func (w *rolloutWatch) newPods() []*corev1.Pod {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hash == "" || w.pods == nil {
+		return nil
+	}
+	var out []*corev1.Pod
+	for _, o := range w.pods.List() {
+		if p, ok := o.(*corev1.Pod); ok && p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == w.hash {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // replicas summarises a Deployment's replica counts.

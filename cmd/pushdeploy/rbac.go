@@ -1,0 +1,40 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, rbacCmd) }
+
+func rbacCmd() *cobra.Command {
+	var c common
+	var env, serviceAccount string
+	cmd := &cobra.Command{
+		Use:   "rbac --env NAME [--service-account NAME]",
+		Short: "Print the least-privilege Role and RoleBinding a Kubernetes environment needs",
+		Long: `rbac prints the Role and RoleBinding that exactly this Kubernetes environment needs, in its
+namespace: get, list, watch and patch on its Deployments by name, its Lease and journal
+ConfigMap by name, and only the verbs the target's calls use, derived from the target's own
+list of calls. It talks to no server:
+
+  pushdeploy rbac --env production | kubectl apply -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			x, err := c.environments(cmd, env)
+			if err != nil {
+				return err
+			}
+			b, err := x.RBAC(cmd.Context(), env, serviceAccount)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().StringVar(&env, "env", "", "the environment, as the file names it (without a file: its name)")
+	_ = cmd.MarkFlagRequired("env")
+	cmd.Flags().StringVar(&serviceAccount, "service-account", "ci-deployer", "the ServiceAccount the RoleBinding grants the Role to, in the environment's namespace")
+	return cmd
+}

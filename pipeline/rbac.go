@@ -1,0 +1,35 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+)
+
+// RoleMaker is a target that can say which least-privilege access it needs: the Kubernetes
+// target's Role and RoleBinding.
+type RoleMaker interface {
+	// RoleYAML is the Role and the RoleBinding granting it to serviceAccount ("" the
+	// target's default), as a YAML stream for kubectl apply -f -.
+	RoleYAML(serviceAccount string) ([]byte, error)
+}
+
+// RBAC returns the Role and RoleBinding, as YAML, that exactly the named environment needs:
+// its namespace, its Deployments by name, its Lease and journal ConfigMap, only the verbs
+// the target's calls use. serviceAccount is the RoleBinding's subject ("" the target's
+// default, "ci-deployer"). It talks to no server. Only Kubernetes environments have one.
+func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string) ([]byte, error) {
+	_, e, err := x.target(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer e.t.Close()
+	rm, ok := e.t.(RoleMaker)
+	if !ok {
+		return nil, fmt.Errorf("environment %q: a %s target has no Role to generate (only kubernetes environments do)", name, e.t.Kind())
+	}
+	b, err := rm.RoleYAML(serviceAccount)
+	if err != nil {
+		return nil, fmt.Errorf("environment %q: %w", name, err)
+	}
+	return b, nil
+}
