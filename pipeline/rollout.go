@@ -219,8 +219,9 @@ func rollbackTo(s targets.Status, to string) (string, error) {
 			skipped = append(skipped, fmt.Sprintf("%s (not made by pushdeploy)", k.ID))
 			continue
 		}
-		// Without activations, the later in kept order (nearer the live one) wins.
-		if best < 0 || k.Activated > s.Kept[best].Activated || (!ordered && i > best) {
+		// The latest activation wins; on a tie (no activations, or releases made before the
+		// host recorded them) the later in kept order.
+		if best < 0 || k.Activated > s.Kept[best].Activated || (k.Activated == s.Kept[best].Activated && i > best) {
 			best = i
 		}
 	}

@@ -740,6 +740,8 @@ t=.current.pushdeploy-$$
 ln -sfn releases/%[2]s "$t"
 mv -fT "$t" current
 echo %[3]s
+n=$(( $(cat .pushdeploy/activations 2>/dev/null || echo 0) + 1 ))
+echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activated
 `, q(h.path), id, switchedMarker)
 	if h.t.o.restart != "" {
 		// The restart gets the release's PUSHDEPLOY_* variables, read from the metadata
@@ -797,7 +799,7 @@ cd %[1]s 2>/dev/null || exit 0
 [ "$(readlink current 2>/dev/null)" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
 rm -f .pushdeploy/releases/%[2]s.json
 rm -rf releases/%[2]s .pushdeploy/staging/%[2]s
-rm -f .pushdeploy/releases/%[2]s.manifest
+rm -f .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
 `, sshconn.Quote(h.path), id)
 	if _, err := h.script(ctx, s); err != nil {
 		return fmt.Errorf("discarding release %q on %s: %w", id, h.addr, err)
@@ -813,6 +815,7 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 echo "live $(readlink current 2>/dev/null)"
 for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
 cat .pushdeploy/releases/*.json 2>/dev/null
+for f in .pushdeploy/releases/*.activated; do [ -f "$f" ] && f=${f##*/} && echo "activated ${f%%.activated} $(cat ".pushdeploy/releases/$f")"; done
 exit 0
 `, sshconn.Quote(h.path))
 	out, err := h.script(ctx, s)
@@ -821,6 +824,7 @@ exit 0
 	}
 	var live string
 	dirs := map[string]bool{}
+	activated := map[string]int64{}
 	var metas []releaseMeta
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
@@ -840,11 +844,16 @@ exit 0
 			live = strings.TrimPrefix(v, "releases/")
 		case "dir":
 			dirs[v] = true
+		case "activated": // the activation counter at the release's last switch
+			id, n, _ := strings.Cut(v, " ")
+			activated[id], _ = strconv.ParseInt(n, 10, 64)
 		}
 	}
 	for _, m := range metas {
 		if dirs[m.ID] {
-			st.Kept = append(st.Kept, m.kept())
+			k := m.kept()
+			k.Activated = activated[m.ID]
+			st.Kept = append(st.Kept, k)
 			delete(dirs, m.ID)
 		}
 	}
