@@ -6,8 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 	"github.com/pushdeploy/pushdeploy/targets"
@@ -81,6 +86,13 @@ type Publisher interface {
 	// Promote copies digestRef into img's repository (a no-op when it is there already)
 	// and returns the reference there.
 	Promote(ctx context.Context, digestRef string, img *config.Image, src Source, secrets *Secrets) (string, error)
+}
+
+// Resolver is a Publisher that can resolve an image tag to its digest reference. The
+// default publisher is one; a Publisher that is not leaves tags to the default's registry
+// client.
+type Resolver interface {
+	Resolve(ctx context.Context, ref string, img *config.Image, secrets *Secrets) (string, error)
 }
 
 // ArtifactDigester is a target that deploys files and can say which digest a directory of
@@ -268,8 +280,86 @@ func resolveStage(ctx context.Context, r *run) error {
 	}
 	r.rec = newRecord("deploy", t, r.release, e.o)
 	r.rec.ApprovedBy = r.req.ApprovedBy
+	// What the deploy was given is checked here, before the lock and any notification.
+	if err := r.checkArtifact(ctx); err != nil {
+		return err
+	}
 	fmt.Fprintf(r.log, "    %s: %s target, %d host(s)\n", r.req.Env, t.Kind(), len(t.Hosts()))
 	return nil
+}
+
+// checkArtifact refuses what the deploy was handed when it cannot deploy (an empty or
+// missing artifact directory, an image reference that does not parse) and resolves an
+// image tag to its digest, once: every host then gets the same image, and the record keeps
+// both. Nothing has been touched yet.
+func (r *run) checkArtifact(ctx context.Context) error {
+	a := r.req.Artifact
+	if a == nil {
+		return nil
+	}
+	if a.Dir != "" {
+		if err := nonEmptyDir(a.Dir); err != nil {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
+	}
+	if a.ImagePath != "" {
+		if _, err := os.Stat(a.ImagePath); err != nil {
+			return fmt.Errorf("image to publish %q: %w; nothing was changed", a.ImagePath, err)
+		}
+	}
+	if a.Image == "" {
+		return nil
+	}
+	ref, err := name.ParseReference(a.Image, name.StrictValidation)
+	if err != nil {
+		return fmt.Errorf("image reference %q: %v: want repo@sha256:<digest> or repo:tag; nothing was changed", a.Image, err)
+	}
+	if _, ok := ref.(name.Digest); ok {
+		return nil
+	}
+	resolve := registryPublisher{}.Resolve
+	if res, ok := r.publisher().(Resolver); ok {
+		resolve = res.Resolve
+	}
+	pinned, err := resolve(ctx, a.Image, r.req.File.Image, &r.req.Secrets)
+	if err != nil {
+		return fmt.Errorf("resolving image tag %q to its digest: %w; nothing was changed", a.Image, err)
+	}
+	fmt.Fprintf(r.log, "    %s is %s\n", a.Image, pinned)
+	resolved := *a
+	resolved.Image = pinned
+	r.req.Artifact = &resolved
+	r.rec.ImageTag = a.Image
+	return nil
+}
+
+// nonEmptyDir says why dir cannot be a release's artifacts: it is missing, not a
+// directory, or holds no file (directories alone deploy an empty release).
+func nonEmptyDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("artifact directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("artifact directory %q is not a directory", dir)
+	}
+	errFound := errors.New("found")
+	err = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return errFound
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading artifact directory %q: %w", dir, err)
+	}
+	return fmt.Errorf("artifact directory %q holds no files: a deploy of it would make an empty release live", dir)
 }
 
 // engineOptions turns an environment's settings into the engine's options.
@@ -447,6 +537,10 @@ func publishStage(ctx context.Context, r *run) error {
 func (r *run) fileDigest() error {
 	if r.art == nil || r.art.Dir == "" {
 		return errors.New("the ssh target deploys files, but the build produced no artifact directory")
+	}
+	if err := nonEmptyDir(r.art.Dir); err != nil {
+		// A build's output, checked as the artifacts given to the deploy were at resolve.
+		return err
 	}
 	d, ok := r.target.(ArtifactDigester)
 	if !ok {

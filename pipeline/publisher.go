@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 	"github.com/pushdeploy/pushdeploy/pipeline/publish"
 )
@@ -75,4 +77,35 @@ func (p registryPublisher) Promote(ctx context.Context, digestRef string, img *c
 	// The source registry takes the same credentials: one registry login per file.
 	opts = append(opts, publish.WithSourceOptions(opts...))
 	return publish.Promote(ctx, digestRef, repo, tags(img, src), opts...)
+}
+
+// Resolve resolves a tag to its digest reference in the registry, with the file's
+// registry credentials when the reference is in the file's repository's registry.
+func (p registryPublisher) Resolve(ctx context.Context, ref string, img *config.Image, secrets *Secrets) (string, error) {
+	opts := append([]publish.Option(nil), p.extra...)
+	if img != nil && sameRegistry(ref, repoOf(img)) {
+		o, err := p.options(img, secrets)
+		if err != nil {
+			return "", err
+		}
+		opts = o
+	}
+	info, err := publish.Inspect(ctx, ref, opts...)
+	if err != nil {
+		return "", err
+	}
+	return info.Ref, nil
+}
+
+// sameRegistry says whether two references name the same registry.
+func sameRegistry(a, b string) bool {
+	ra, err := name.ParseReference(a)
+	if err != nil {
+		return false
+	}
+	rb, err := name.NewRepository(b)
+	if err != nil {
+		return false
+	}
+	return ra.Context().RegistryStr() == rb.RegistryStr()
 }

@@ -26,6 +26,7 @@ type Record struct {
 	Version    string        `json:"version,omitempty"`
 	Digest     string        `json:"digest,omitempty"`
 	Image      string        `json:"image,omitempty"`
+	ImageTag   string        `json:"imageTag,omitempty"` // the tag given (--image repo:tag), resolved to Image up front
 	Deployer   string        `json:"deployer,omitempty"`
 	ApprovedBy string        `json:"approvedBy,omitempty"`
 	PipelineID string        `json:"pipelineId,omitempty"`

@@ -49,7 +49,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 	f.StringVar(&approvedBy, "approved-by", "", "who approved the deploy: required by protected environments")
 	f.StringVar(&artifacts, "artifacts", "", "the directory an ssh target deploys")
 	f.StringVar(&imagePath, "image-tar", "", "an OCI layout directory or image tarball to publish and deploy")
-	f.StringVar(&image, "image", "", "a published image, pinned by digest (repo@sha256:...)")
+	f.StringVar(&image, "image", "", "a published image: repo@sha256:..., or repo:tag (resolved to its digest before anything starts)")
 	f.StringVar(&revision, "revision", "", "the commit deployed")
 	f.StringVar(&branch, "branch", "", "the branch deployed (image tags)")
 	f.StringVar(&tag, "tag", "", "the git tag deployed, if any (image tags)")

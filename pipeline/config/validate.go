@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"reflect"
@@ -242,10 +243,28 @@ func (v *validation) from(name string, e *Environment) {
 }
 
 func (v *validation) hosts(p string, hosts []HostSpec, acc SSHAccess) {
+	// Every host and user field, whichever form gave it (string or object), the target's
+	// and the jump host's too: they reach ssh and the hosts' shells.
+	if acc.User != "" && !validUser(acc.User) {
+		v.errorf(p+".user", "invalid SSH user %q: %s", acc.User, userRule)
+	}
+	if j := acc.Jump; j != nil {
+		if j.Host != "" && !validHostName(j.Host) {
+			v.errorf(p+".jump", "invalid host %q: %s", j.Host, hostRule)
+		}
+		if j.User != "" && !validUser(j.User) {
+			v.errorf(p+".jump.user", "invalid SSH user %q: %s", j.User, userRule)
+		}
+	}
 	for i, h := range hosts {
 		hp := fmt.Sprintf("%s.hosts[%d]", p, i)
 		if h.Host == "" {
 			v.errorf(hp, "missing required key %q", "host")
+		} else if !validHostName(h.Host) {
+			v.errorf(hp, "invalid host %q: %s", h.Host, hostRule)
+		}
+		if h.User != "" && !validUser(h.User) {
+			v.errorf(hp+".user", "invalid SSH user %q: %s", h.User, userRule)
 		}
 		if h.User == "" && acc.User == "" {
 			v.errorf(hp, "no SSH user: set user on the host or on the target")
@@ -432,4 +451,39 @@ func article(kind string) string {
 		return "an ssh"
 	}
 	return "a " + kind
+}
+
+const (
+	hostRule = "want a host name (letters, digits, '-', '_' and '.') or an IP address"
+	userRule = "want a login name (letters, digits, '_', '.' and '-', not starting with '-')"
+)
+
+// validHostName says whether h is an IP address or a host name: what ssh and the hosts'
+// shells can be given without quoting surprises.
+func validHostName(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) > 253 || strings.HasPrefix(h, "-") || strings.HasPrefix(h, ".") {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validUser says whether u is a portable login name (POSIX's portable user names).
+func validUser(u string) bool {
+	if u == "" || len(u) > 64 || strings.HasPrefix(u, "-") {
+		return false
+	}
+	for _, r := range u {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
