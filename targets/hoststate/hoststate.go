@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,8 +246,9 @@ func (f *Files) Records(ctx context.Context, limit int) ([]json.RawMessage, erro
 }
 
 // Journals is the history of a target kept on each of its hosts: a record is appended on
-// every host (so that any host tells what was deployed to it) and read from the first host
-// that answers.
+// every host (so that any host tells what was deployed to it) and read from every host,
+// merged: a record that one host missed (it was unreachable when the record was written)
+// is still in the history.
 type Journals []*Files
 
 var _ targets.Journal = Journals(nil)
@@ -266,15 +268,73 @@ func (js Journals) Append(ctx context.Context, record json.RawMessage) error {
 	return errors.Join(errs...)
 }
 
-// Records reads the history of the first host that answers.
+// Records reads the history of every host in parallel and merges them (see Merge). It
+// fails only when no host answers.
 func (js Journals) Records(ctx context.Context, limit int) ([]json.RawMessage, error) {
-	var errs []error
-	for _, f := range js {
-		recs, err := f.Records(ctx, limit)
-		if err == nil {
-			return recs, nil
-		}
-		errs = append(errs, err)
+	lists := make([][]json.RawMessage, len(js))
+	errs := make([]error, len(js))
+	var wg sync.WaitGroup
+	for i, f := range js {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lists[i], errs[i] = f.Records(ctx, limit)
+		}()
 	}
-	return nil, errors.Join(errs...)
+	wg.Wait()
+	var answered [][]json.RawMessage
+	for i := range js {
+		if errs[i] == nil {
+			answered = append(answered, lists[i])
+		}
+	}
+	if len(answered) == 0 && len(js) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return Merge(answered, limit), nil
+}
+
+// Merge joins the histories of several hosts: one copy of each record (the same id, action
+// and start time: a record is written alike to every host), ordered by start time (records
+// that do not say keep their place after the one before them), the last limit of them
+// (all when limit <= 0).
+func Merge(lists [][]json.RawMessage, limit int) []json.RawMessage {
+	type entry struct {
+		rec     json.RawMessage
+		started time.Time
+	}
+	var out []entry
+	seen := map[string]bool{}
+	for _, l := range lists {
+		var last time.Time
+		for _, rec := range l {
+			var k struct {
+				ID      string    `json:"id"`
+				Action  string    `json:"action"`
+				Started time.Time `json:"started"`
+			}
+			key := string(rec)
+			if json.Unmarshal(rec, &k) == nil && k.ID != "" {
+				key = k.ID + "\x00" + k.Action + "\x00" + k.Started.UTC().Format(time.RFC3339Nano)
+			}
+			if k.Started.IsZero() {
+				k.Started = last
+			}
+			last = k.Started
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			out = append(out, entry{rec: rec, started: k.Started})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].started.Before(out[j].started) })
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	recs := make([]json.RawMessage, len(out))
+	for i, e := range out {
+		recs[i] = e.rec
+	}
+	return recs
 }
