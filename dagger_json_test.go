@@ -3,12 +3,13 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"strings"
+	"regexp"
 	"testing"
 )
 
-// TestDaggerJSON holds the module's metadata to what the stand-in bindings are generated
-// for: the module's name, the Go SDK, and the engine version of the SDK in go.mod.
+// TestDaggerJSON holds the module's metadata to what `dagger develop` writes (so that the
+// real codegen leaves dagger.json as it is) and to the SDK in go.mod: the module's name,
+// the Go SDK, and an engine version equal to the dagger.io/dagger version go.mod requires.
 func TestDaggerJSON(t *testing.T) {
 	b, err := os.ReadFile("dagger.json")
 	if err != nil {
@@ -20,15 +21,23 @@ func TestDaggerJSON(t *testing.T) {
 		SDK           struct {
 			Source string `json:"source"`
 		} `json:"sdk"`
+		Source *string `json:"source"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("dagger.json: %v", err)
 	}
-	gen, err := os.ReadFile("dagger.gen.go")
+	gomod, err := os.ReadFile("go.mod")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Name != "pushdeploy" || m.SDK.Source != "go" || !strings.Contains(string(gen), "dagger.io/dagger "+m.EngineVersion+".") {
-		t.Errorf("dagger.json says %+v; want module pushdeploy on the go SDK at the engine version the bindings are generated from", m)
+	sdk := regexp.MustCompile(`(?m)^\s*(?:require\s+)?dagger\.io/dagger (v\S+)`).FindSubmatch(gomod)
+	if sdk == nil {
+		t.Fatal("go.mod does not require dagger.io/dagger")
+	}
+	if m.Name != "pushdeploy" || m.SDK.Source != "go" || m.EngineVersion != string(sdk[1]) {
+		t.Errorf("dagger.json says %+v; want module pushdeploy on the go SDK at engine %s, the SDK go.mod requires", m, sdk[1])
+	}
+	if m.Source != nil {
+		t.Errorf("dagger.json has source %q: dagger develop removes the default, so the file would change under it", *m.Source)
 	}
 }

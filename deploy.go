@@ -17,24 +17,26 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 )
 
-// Deploy the application to one environment of pushdeploy.yaml: check its gates, build and
-// test (or promote what another environment runs), publish, take the target's lock, run the
-// hooks, deploy batch by batch with health checks, roll back on failure, record, notify.
-// Returns the deployment record.
+// Deploy the application to one environment: gates, build, publish, lock, health, rollback.
+//
+// It checks the environment's gates, builds and tests (or promotes what another environment
+// runs), publishes, takes the target's lock, runs the hooks, deploys batch by batch with
+// health checks, rolls back on failure, records and notifies. Returns the deployment record.
 // +cache="never"
 func (m *Pushdeploy) Deploy(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file (without one, with-environment describes the environment).
-	// +defaultPath="/pushdeploy.yaml"
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one (without
+	// one, with-environment describes the environment).
 	// +optional
 	config *dagger.File,
 	// Who approved this deploy: required by protected environments. In CI, the approver
 	// from the CI's own gate (GitHub environment reviewers, Jenkins input submitter).
 	// +optional
 	approvedBy string,
-	// An image published already (repo@sha256:...) to deploy instead of building one.
+	// An image published already (repo@sha256:... or repo:tag, resolved to its digest once)
+	// to deploy instead of building one.
 	// +optional
 	image string,
 	// Files built already (an earlier job's artifacts) for an ssh environment, instead of
@@ -53,40 +55,35 @@ func (m *Pushdeploy) Deploy(
 	pipelineId string,
 	// How the record is printed: text or json.
 	// +default="text"
-	output string,
+	format string,
 ) (string, error) {
-	x, err := m.environments(ctx, config, env)
-	if err != nil {
-		return "", err
-	}
-	var log bytes.Buffer
-	build := m.buildFor(x.File, skipTests)
-	req := pipeline.Request{
-		File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: deployer, PipelineID: pipelineId,
-		Source:  m.source(),
-		Secrets: x.Secrets, Targets: x.Targets, Log: &log,
-		Build:   build,
-		RunHook: m.runHook,
-	}
-	if req.Artifact, err = m.given(ctx, image, artifacts); err != nil {
-		return "", err
-	}
-	rec, err := pipeline.Deploy(ctx, req)
-	return render(output, log.String(), rec, err)
+	return m.envCall(ctx, config, env, format, deployer, func(ctx context.Context, x *pipeline.Environments, log io.Writer) (result, error) {
+		req := pipeline.Request{
+			File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: deployer, PipelineID: pipelineId,
+			Source:  m.source(),
+			Secrets: x.Secrets, Targets: x.Targets, Log: log,
+			Build:   m.buildFor(x.File, skipTests),
+			RunHook: m.runHook,
+		}
+		var err error
+		if req.Artifact, err = m.given(ctx, image, artifacts); err != nil {
+			return result{}, err
+		}
+		rec, err := pipeline.Deploy(ctx, req)
+		return recordResult(rec), err
+	})
 }
 
-// Roll an environment back: to the release each host ran before, or to a named release
-// that every host still keeps.
+// Roll an environment back to the release live before, or to a named release every host keeps.
 // +cache="never"
 func (m *Pushdeploy) Rollback(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file (without one, with-environment describes the environment).
-	// +defaultPath="/pushdeploy.yaml"
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
 	// +optional
 	config *dagger.File,
-	// The release to go back to; default: each host's previous release.
+	// The release to go back to. Default: the release live before the current one.
 	// +optional
 	to string,
 	// Who approved the rollback: required by protected environments.
@@ -98,25 +95,22 @@ func (m *Pushdeploy) Rollback(
 	deployer string,
 	// How the record is printed: text or json.
 	// +default="text"
-	output string,
+	format string,
 ) (string, error) {
-	x, err := m.environments(ctx, config, env)
-	if err != nil {
-		return "", err
-	}
-	var log bytes.Buffer
-	x.Log, x.Deployer = &log, deployer
-	rec, err := x.Rollback(ctx, env, to, approvedBy)
-	return render(output, log.String(), rec, err)
+	return m.envCall(ctx, config, env, format, deployer, func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
+		rec, err := x.Rollback(ctx, env, to, approvedBy)
+		return recordResult(rec), err
+	})
 }
 
-// What runs where: the live release, version and digest on every host of every
-// environment of pushdeploy.yaml (or only env), and who holds a lock.
+// Show what runs where: live release, version and digest per host, and who holds a lock.
+//
+// Every environment of pushdeploy.yaml, or only env. Fails when an environment cannot be
+// read, a rollout is stuck or a host is unhealthy, printing the table all the same.
 // +cache="never"
 func (m *Pushdeploy) Status(
 	ctx context.Context,
-	// The environments file (without one, with-environment describes the environment).
-	// +defaultPath="/pushdeploy.yaml"
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
 	// +optional
 	config *dagger.File,
 	// Only this environment.
@@ -124,36 +118,27 @@ func (m *Pushdeploy) Status(
 	env string,
 	// text or json.
 	// +default="text"
-	output string,
+	format string,
 ) (string, error) {
-	x, err := m.environments(ctx, config, env)
-	if err != nil {
-		return "", err
-	}
-	var names []string
-	if env != "" {
-		names = []string{env}
-	}
-	st := x.Status(ctx, names...)
-	out, err := format(output, st, func(w io.Writer) error { return pipeline.RenderStatus(w, st) })
-	if err != nil {
-		return "", err
-	}
-	if err := pipeline.StatusError(st); err != nil {
-		return "", fmt.Errorf("%w\n%s", err, out)
-	}
-	return out, nil
+	return m.envCall(ctx, config, env, format, "", func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
+		var names []string
+		if env != "" {
+			names = []string{env}
+		}
+		st := x.Status(ctx, names...)
+		return result{v: st, text: func(w io.Writer) error { return pipeline.RenderStatus(w, st) }}, pipeline.StatusError(st)
+	})
 }
 
-// What a deploy of the current source to env would change on each host (files to add,
-// change and remove and bytes to send; images to switch), changing nothing.
+// Show what a deploy of the current source would change on each host, changing nothing.
+//
+// Files to add, change and remove and the bytes to send; images to switch.
 // +cache="never"
 func (m *Pushdeploy) Plan(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file (without one, with-environment describes the environment).
-	// +defaultPath="/pushdeploy.yaml"
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
 	// +optional
 	config *dagger.File,
 	// An image published already (repo@sha256:...) to plan instead of building one.
@@ -164,41 +149,37 @@ func (m *Pushdeploy) Plan(
 	artifacts *dagger.Directory,
 	// text or json.
 	// +default="text"
-	output string,
+	format string,
 ) (string, error) {
-	x, err := m.environments(ctx, config, env)
-	if err != nil {
-		return "", err
-	}
-	e, err := x.File.Env(env)
-	if err != nil {
-		return "", err
-	}
-	art, err := m.given(ctx, image, artifacts)
-	if err != nil {
-		return "", err
-	}
-	if art == nil {
-		if art, err = m.buildFor(x.File, true)(ctx, e.Kind()); err != nil {
-			return "", err
+	return m.envCall(ctx, config, env, format, "", func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
+		e, err := x.File.Env(env)
+		if err != nil {
+			return result{}, err
 		}
-	}
-	changes, err := x.Plan(ctx, env, *art)
-	if err != nil {
-		return "", err
-	}
-	return format(output, changes, func(w io.Writer) error { return pipeline.RenderPlan(w, changes) })
+		art, err := m.given(ctx, image, artifacts)
+		if err != nil {
+			return result{}, err
+		}
+		if art == nil {
+			if art, err = m.buildFor(x.File, true)(ctx, e.Kind()); err != nil {
+				return result{}, err
+			}
+		}
+		changes, err := x.Plan(ctx, env, *art)
+		return result{v: changes, text: func(w io.Writer) error { return pipeline.RenderPlan(w, changes) }}, err
+	})
 }
 
-// The deployment records of an environment, oldest first, and the releases its hosts keep
-// for rollback (Kubernetes: the revisions with their change-cause).
+// List an environment's deployment records and the releases its hosts keep for rollback.
+//
+// Records oldest first, merged from every host; Kubernetes: the revisions with their
+// change-cause.
 // +cache="never"
 func (m *Pushdeploy) History(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file (without one, with-environment describes the environment).
-	// +defaultPath="/pushdeploy.yaml"
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
 	// +optional
 	config *dagger.File,
 	// How many records, the newest.
@@ -206,43 +187,94 @@ func (m *Pushdeploy) History(
 	limit int,
 	// text or json.
 	// +default="text"
-	output string,
+	format string,
 ) (string, error) {
-	x, err := m.environments(ctx, config, env)
-	if err != nil {
-		return "", err
-	}
-	h, err := x.History(ctx, env, limit)
-	if err != nil {
-		return "", err
-	}
-	return format(output, h, func(w io.Writer) error { return pipeline.RenderEnvHistory(w, h) })
+	return m.envCall(ctx, config, env, format, "", func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
+		h, err := x.History(ctx, env, limit)
+		return result{v: h, text: func(w io.Writer) error { return pipeline.RenderEnvHistory(w, h) }}, err
+	})
 }
 
-// Break an environment's deploy lock, whoever holds it (a deploy that died before its
-// lock expired).
+// Break an environment's deploy lock left by a dead deploy (a live one only with --force).
 // +cache="never"
 func (m *Pushdeploy) Unlock(
 	ctx context.Context,
 	// The environment, as pushdeploy.yaml names it.
 	env string,
-	// The environments file (without one, with-environment describes the environment).
-	// +defaultPath="/pushdeploy.yaml"
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
 	// +optional
 	config *dagger.File,
+	// Break the lock even while it is within its TTL (its deploy may still be running).
+	// +optional
+	force bool,
+	// text or json.
+	// +default="text"
+	format string,
 ) (string, error) {
-	x, err := m.environments(ctx, config, env)
+	return m.envCall(ctx, config, env, format, "", func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
+		held, err := x.Unlock(ctx, env, pipeline.WithForce(force))
+		msg := fmt.Sprintf("%s was not locked\n", env)
+		if held != nil {
+			msg = fmt.Sprintf("%s unlocked; it was held by %s\n", env, held)
+		}
+		return result{v: unlockResult{Env: env, Held: held}, text: func(w io.Writer) error {
+			_, err := io.WriteString(w, msg)
+			return err
+		}}, err
+	})
+}
+
+// unlockResult is what unlock prints as JSON.
+type unlockResult struct {
+	Env  string `json:"env"`
+	Held any    `json:"held"`
+}
+
+// result is what an environment operation returns: the value printed as JSON, and how
+// it prints as text.
+type result struct {
+	v    any
+	text func(io.Writer) error
+}
+
+// recordResult prints a deployment record; a deploy refused at its gates has none to show.
+func recordResult(rec *pipeline.Record) result {
+	if rec == nil || rec.Outcome == "" {
+		return result{}
+	}
+	return result{v: rec, text: func(w io.Writer) error { pipeline.RenderRecord(w, rec); return nil }}
+}
+
+// envCall is the one path of every function that acts on environments: check the
+// format, read the file and the credentials, run op with the stage log, and print the
+// log and the result as text (or the result as JSON). When op fails, the error carries
+// what was printed.
+func (m *Pushdeploy) envCall(ctx context.Context, file *dagger.File, env, format, deployer string, op func(context.Context, *pipeline.Environments, io.Writer) (result, error)) (string, error) {
+	if err := pipeline.CheckFormat(format); err != nil {
+		return "", err
+	}
+	x, err := m.environments(ctx, file, env)
 	if err != nil {
 		return "", err
 	}
-	held, err := x.Unlock(ctx, env)
-	if err != nil {
-		return "", err
+	var log bytes.Buffer
+	x.Log, x.Deployer = &log, deployer
+	res, failed := op(ctx, x, &log)
+	var b bytes.Buffer
+	if format == pipeline.FormatJSON {
+		if res.v != nil {
+			err = pipeline.JSON(&b, res.v)
+		}
+	} else {
+		b.WriteString(log.String())
+		if res.text != nil {
+			err = res.text(&b)
+		}
 	}
-	if held == nil {
-		return fmt.Sprintf("%s was not locked\n", env), nil
+	if failed != nil {
+		return "", fmt.Errorf("%w\n%s", failed, b.String())
 	}
-	return fmt.Sprintf("%s unlocked; it was held by %s\n", env, held), nil
+	return b.String(), err
 }
 
 // targetExtra adds options to every target the module makes: a test seam (the bench's
@@ -252,19 +284,9 @@ var targetExtra assemble.Extra
 // environments reads the file and the credentials into plain Go values. The settings of
 // with-environment describe env without a file, and override the file's values with one.
 func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env string) (*pipeline.Environments, error) {
-	var f *config.File
-	if file != nil {
-		data, err := file.Contents(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading the environments file: %w", err)
-		}
-		name, err := file.Name(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if f, err = config.Parse(name, []byte(data)); err != nil {
-			return nil, err
-		}
+	f, err := m.environmentsFile(ctx, file)
+	if err != nil {
+		return nil, err
 	}
 	var s settings
 	if m.Settings != "" {
@@ -281,7 +303,6 @@ func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env st
 	case f == nil && m.Settings == "":
 		return nil, fmt.Errorf("no %s in the source: add one, pass --config, or describe the environment with with-environment", config.DefaultFile)
 	case f == nil:
-		var err error
 		if f, err = config.FromSettings(s); err != nil {
 			return nil, fmt.Errorf("no %s, so with-environment's arguments describe the environment:\n%w", config.DefaultFile, err)
 		}
@@ -300,6 +321,32 @@ func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env st
 	}
 	sec.Preload(f)
 	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(targetExtra)}, nil
+}
+
+// environmentsFile parses the file given, else the source's pushdeploy.yaml when it has
+// one; nil when there is neither.
+func (m *Pushdeploy) environmentsFile(ctx context.Context, file *dagger.File) (*config.File, error) {
+	name := config.DefaultFile
+	if file == nil {
+		ok, err := m.Source.Exists(ctx, config.DefaultFile)
+		if err != nil {
+			return nil, fmt.Errorf("looking for %s in the source: %w", config.DefaultFile, err)
+		}
+		if !ok {
+			return nil, nil
+		}
+		file = m.Source.File(config.DefaultFile)
+	} else {
+		var err error
+		if name, err = file.Name(ctx); err != nil {
+			return nil, fmt.Errorf("reading the environments file's name: %w", err)
+		}
+	}
+	data, err := file.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the environments file %s: %w", name, err)
+	}
+	return config.Parse(name, []byte(data))
 }
 
 // given is what the caller hands a deploy instead of a build: a published image, or
@@ -324,27 +371,37 @@ func (m *Pushdeploy) given(ctx context.Context, image string, artifacts *dagger.
 }
 
 // secrets reads the credentials the module was given. They are read here, inside the
-// function, and never put into a container or a query.
+// function, and never put into a container or a query. Every secret is also known by the
+// name the engine identifies it by (--secrets env:SLACK_WEBHOOK is SLACK_WEBHOOK, and so
+// is a slot given as --ssh-key env:SSH_KEY), so the file's `key: env:SSH_KEY` finds the
+// slot's value.
 func (m *Pushdeploy) secrets(ctx context.Context) (pipeline.Secrets, error) {
-	var s pipeline.Secrets
-	read := func(sec *dagger.Secret, into *[]byte, what string) error {
+	s := pipeline.Secrets{Named: map[string][]byte{}}
+	read := func(sec *dagger.Secret, what string) ([]byte, error) {
 		if sec == nil {
-			return nil
+			return nil, nil
+		}
+		name, err := secretName(ctx, sec)
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s secret's name: %w", what, err)
 		}
 		v, err := sec.Plaintext(ctx)
 		if err != nil {
-			return fmt.Errorf("reading the %s secret: %w", what, err)
+			return nil, fmt.Errorf("reading the %s secret %q: %w", what, name, err)
 		}
-		*into = []byte(v)
-		return nil
+		if name != "" {
+			s.Named[name] = []byte(v)
+		}
+		return []byte(v), nil
 	}
-	if err := read(m.SSHKey, &s.SSHKey, "ssh key"); err != nil {
+	var err error
+	if s.SSHKey, err = read(m.SSHKey, "ssh key"); err != nil {
 		return s, err
 	}
-	if err := read(m.Kubeconfig, &s.Kubeconfig, "kubeconfig"); err != nil {
+	if s.Kubeconfig, err = read(m.Kubeconfig, "kubeconfig"); err != nil {
 		return s, err
 	}
-	if err := read(m.RegistryPassword, &s.RegistryPassword, "registry password"); err != nil {
+	if s.RegistryPassword, err = read(m.RegistryPassword, "registry password"); err != nil {
 		return s, err
 	}
 	if m.KnownHosts != nil {
@@ -354,29 +411,28 @@ func (m *Pushdeploy) secrets(ctx context.Context) (pipeline.Secrets, error) {
 		}
 		s.KnownHosts = []byte(kh)
 	}
-	s.Named = map[string][]byte{}
-	for _, sec := range m.Secrets {
-		name, err := sec.Name(ctx)
-		if err != nil {
-			return s, fmt.Errorf("reading a secret's name: %w", err)
-		}
-		var v []byte
-		if err := read(sec, &v, name); err != nil {
+	for i, sec := range m.Secrets {
+		if _, err := read(sec, fmt.Sprintf("--secrets #%d", i+1)); err != nil {
 			return s, err
 		}
-		s.Named[secretName(name)] = v
 	}
 	return s, nil
 }
 
-// secretName is how the file names a secret passed as env:NAME, file:PATH or by name.
-func secretName(name string) string {
-	if i := strings.LastIndex(name, "://"); i >= 0 {
-		name = name[i+3:]
-	} else if i := strings.Index(name, ":"); i >= 0 {
-		name = name[i+1:]
+// secretName is the name the file knows a secret by. The engine gives a secret made by
+// dag.SetSecret its name, and one from the CLI (--secrets env:NAME, file:PATH, cmd:...)
+// only its URI (env://NAME, file://PATH): the part after the scheme names it.
+func secretName(ctx context.Context, sec *dagger.Secret) (string, error) {
+	name, err := sec.Name(ctx)
+	if err != nil {
+		return "", err
 	}
-	return name
+	if name == "" {
+		if name, err = sec.URI(ctx); err != nil {
+			return "", err
+		}
+	}
+	return pipeline.SecretNameOf(name), nil
 }
 
 // buildFor builds and tests as the file says and exports what the target kind deploys into
@@ -391,6 +447,13 @@ func (m *Pushdeploy) buildFor(f *config.File, skipTests bool) func(context.Conte
 		}
 		if b.Base != "" {
 			mm.GoRuntime, mm.NodeRuntime = b.Base, b.Base
+		}
+		// build.context: the directory to build, relative to the source.
+		if c := path.Clean(b.Context); c != "." && c != "" {
+			if path.IsAbs(c) || strings.HasPrefix(c, "..") {
+				return nil, fmt.Errorf("build.context %q: a directory of the source, by a relative path", b.Context)
+			}
+			mm.Source = m.Source.Directory(c)
 		}
 		if _, err := mm.detect(ctx, testKind(b.Kind), pipeline.DetectTest); err == nil && !skipTests {
 			if _, err := mm.Test(ctx, testKind(b.Kind), false); err != nil {
@@ -457,37 +520,4 @@ func (m *Pushdeploy) runHook(ctx context.Context, image, cmd string, env map[str
 		return []byte(out), fmt.Errorf("exit code %d", code)
 	}
 	return []byte(out), nil
-}
-
-// format prints v as JSON when output is "json", else as text prints it.
-func format(output string, v any, text func(io.Writer) error) (string, error) {
-	var b bytes.Buffer
-	var err error
-	if output == "json" {
-		err = pipeline.JSON(&b, v)
-	} else {
-		err = text(&b)
-	}
-	return b.String(), err
-}
-
-// render prints the stage log and the record as text, or the record as JSON; when the
-// operation failed (failed), that is the error, with what was printed.
-func render(output, log string, rec *pipeline.Record, failed error) (string, error) {
-	var b bytes.Buffer
-	var err error
-	if output == "json" {
-		if rec != nil {
-			err = pipeline.JSON(&b, rec)
-		}
-	} else {
-		b.WriteString(log)
-		if rec != nil && rec.Outcome != "" { // a deploy refused at its gates has no record to show
-			pipeline.RenderRecord(&b, rec)
-		}
-	}
-	if failed != nil {
-		return "", fmt.Errorf("%w\n%s", failed, b.String())
-	}
-	return b.String(), err
 }

@@ -10,9 +10,11 @@ import (
 // called config hides the package.
 type settings = config.Settings
 
-// Describe the environment with arguments: without pushdeploy.yaml they are the whole
-// environment (of the name deploy, status, plan... are given); with it, those given
-// override the file's values for that environment, as Kamal's command line does.
+// Describe the environment with arguments, instead of pushdeploy.yaml or over its values.
+//
+// Without pushdeploy.yaml they are the whole environment (of the name deploy, status,
+// plan... are given); with it, those given override the file's values for that
+// environment, as Kamal's command line does.
 func (m *Pushdeploy) WithEnvironment(
 	// The application's name (lower-case letters, digits and dashes): it names the releases,
 	// containers, locks and records.

@@ -9,7 +9,6 @@ package main
 import (
 	"context"
 	"sort"
-	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/dagger"
 	"github.com/pushdeploy/pushdeploy/pipeline"
@@ -95,7 +94,9 @@ func New(
 	// Base image for Node services.
 	// +default="node:22.21.1-bookworm-slim"
 	nodeRuntime string,
-	// The build time for the image's created label (RFC 3339); defaults to now.
+	// The build time for the image's created label (RFC 3339), e.g. the commit's time
+	// (git log -1 --format=%cI). Default: no created label, so that a build of the same
+	// source is the same image (a default of "now" would be the engine's cached first call).
 	// +optional
 	created string,
 	// SSH private key for ssh and docker targets (e.g. env:SSH_KEY).
@@ -119,9 +120,6 @@ func New(
 	if version == "" {
 		version = or(tag, revision)
 	}
-	if created == "" {
-		created = time.Now().UTC().Format(time.RFC3339)
-	}
 	return &Pushdeploy{
 		Source: source, Revision: revision, SourceURL: sourceUrl, Version: version, Branch: branch, Tag: tag,
 		GoImage: or(goImage, pipeline.DefaultGoImage), NodeImage: or(nodeImage, pipeline.DefaultNodeImage),
@@ -132,8 +130,7 @@ func New(
 	}
 }
 
-// Build the application's runtime image: with its Dockerfile when it has one, else as a Go
-// module, else as a Node project.
+// Build the application's runtime image from its Dockerfile, else as a Go module or Node project.
 func (m *Pushdeploy) Build(
 	ctx context.Context,
 	// What to build as instead of detecting it: docker, go or node.
@@ -153,10 +150,12 @@ func (m *Pushdeploy) Build(
 	var ctr *dagger.Container
 	switch kind {
 	case pipeline.KindDocker:
-		ctr = m.Source.DockerBuild(dagger.DirectoryDockerBuildOpts{
-			Dockerfile: or(dockerfile, "Dockerfile"),
-			BuildArgs:  []dagger.BuildArg{{Name: "VERSION", Value: m.Version}},
-		})
+		opts := dagger.DirectoryDockerBuildOpts{Dockerfile: or(dockerfile, "Dockerfile")}
+		// The engine refuses a build argument without a value: VERSION only when known.
+		if m.Version != "" {
+			opts.BuildArgs = []dagger.BuildArg{{Name: "VERSION", Value: m.Version}}
+		}
+		ctr = m.Source.DockerBuild(opts)
 	case pipeline.KindGo:
 		bin := m.goToolchain().
 			WithExec(pipeline.GoBuildArgs(or(pkg, "."), "/out/app", m.Version)).
@@ -173,8 +172,7 @@ func (m *Pushdeploy) Build(
 	return m.label(ctr), nil
 }
 
-// The files a file-based deploy ships: dist/ of a Node build, the binary of a Go build, or a
-// directory of the image a Dockerfile builds.
+// Build the files a file-based deploy ships: Node's dist/, the Go binary, or a directory of the image.
 func (m *Pushdeploy) BuildArtifacts(
 	ctx context.Context,
 	// What to build as instead of detecting it: docker, go or node.
@@ -209,8 +207,9 @@ func (m *Pushdeploy) BuildArtifacts(
 	}
 }
 
-// Run the application's tests in its toolchain container and return the JUnit XML reports
-// (Jenkins' junit step and GitHub's test reporters read them). A failing test fails the call
+// Run the application's tests in its toolchain container and return the JUnit XML reports.
+//
+// Jenkins' junit step and GitHub's test reporters read them. A failing test fails the call
 // with the test output.
 func (m *Pushdeploy) Test(
 	ctx context.Context,
@@ -238,6 +237,8 @@ func (m *Pushdeploy) Test(
 			// Where the common reporters write when the project configures one.
 			WithEnvVariable("JEST_JUNIT_OUTPUT_DIR", "/reports").
 			WithEnvVariable("MOCHA_FILE", "/reports/junit.xml").
+			// Node's own test runner (node --test) writes JUnit beside its usual output.
+			WithEnvVariable("NODE_OPTIONS", pipeline.NodeTestReporters("/reports/junit.xml")).
 			WithExec([]string{"npm", "ci"}).
 			WithExec([]string{"npm", "test"}, dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
 	}
@@ -255,8 +256,9 @@ func (m *Pushdeploy) Test(
 	return ctr.Directory("/reports"), nil
 }
 
-// The toolchain container the build and tests run in, with the source at /src and the
-// caches mounted: for debugging by hand (dagger call toolchain terminal).
+// Open the build's toolchain container, with the source at /src and the caches mounted.
+//
+// For debugging by hand: dagger call toolchain terminal.
 func (m *Pushdeploy) Toolchain(
 	ctx context.Context,
 	// Which toolchain instead of detecting it: go or node.

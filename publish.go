@@ -12,8 +12,9 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline/publish"
 )
 
-// Publish an image once and return its digest-pinned reference (repo@sha256:...), which
-// every deploy uses. Tags come from the source: the full and short commit, the branch, the
+// Publish an image once and return its digest-pinned reference (repo@sha256:...).
+//
+// Every deploy uses that reference. Tags come from the source: the full and short commit, the branch, the
 // git tag, latest only when asked; a commit or version tag that points at another digest
 // already is refused unless forced. Only the blobs the registry lacks are sent.
 // +cache="never"
@@ -60,9 +61,10 @@ func (m *Pushdeploy) Publish(
 	return publish.PublishPath(ctx, tar, repository, all, append(opts, publish.WithForce(force))...)
 }
 
-// Copy an image by digest to another repository or registry (staging to production) and
-// tag it there, without rebuilding it or pulling it through an engine. Returns the
-// reference in the destination.
+// Copy an image by digest to another repository or registry and tag it there, without rebuilding.
+//
+// Staging to production, without pulling it through an engine. Returns the reference in the
+// destination.
 // +cache="never"
 func (m *Pushdeploy) Promote(
 	ctx context.Context,

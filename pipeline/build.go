@@ -110,3 +110,9 @@ func Labels(revision, source, version, created string) map[string]string {
 func TestFailure(kind string, code int, output string) error {
 	return fmt.Errorf("%s tests failed (exit code %d):\n%s", kind, code, tail([]byte(output), 16<<10))
 }
+
+// NodeTestReporters is the NODE_OPTIONS that make Node's test runner (node --test) print its
+// usual report and also write JUnit XML to path; other processes ignore them.
+func NodeTestReporters(path string) string {
+	return "--test-reporter=spec --test-reporter-destination=stdout --test-reporter=junit --test-reporter-destination=" + path
+}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sort"
@@ -72,7 +73,38 @@ func (s *Secrets) Preload(f *config.File) {
 
 // Resolve returns the value of ref, or of slot when ref is empty. what names the secret
 // in errors, which never hold a value.
+//
+// When the file names a secret and its slot (--ssh-key, --kubeconfig, ...) is given too,
+// both must be the same secret: one never silently wins over the other.
 func (s *Secrets) Resolve(ref config.SecretRef, slot []byte, what string) ([]byte, error) {
+	if ref.Kind() == "" || slot == nil {
+		return s.resolve(ref, slot, what)
+	}
+	v, err := s.resolve(ref, nil, what)
+	if err != nil {
+		return nil, fmt.Errorf("%w; the secret given in its slot has another name: name the slot's secret in the file, or drop the file's reference to use the slot", err)
+	}
+	if !bytes.Equal(v, slot) {
+		return nil, fmt.Errorf("%s: the file names secret %q, and the slot for it was given a different secret: give one of them, or the same", what, ref.Name())
+	}
+	return v, nil
+}
+
+// SecretNameOf is the name a secret reference or URI gives: NAME of NAME, env:NAME,
+// env://NAME or env://NAME?cacheKey=...; PATH of file:PATH or file://PATH.
+func SecretNameOf(ref string) string {
+	if i := strings.Index(ref, "://"); i >= 0 {
+		ref = ref[i+3:]
+		if q := strings.IndexByte(ref, '?'); q >= 0 {
+			ref = ref[:q]
+		}
+	} else if i := strings.Index(ref, ":"); i >= 0 {
+		ref = ref[i+1:]
+	}
+	return ref
+}
+
+func (s *Secrets) resolve(ref config.SecretRef, slot []byte, what string) ([]byte, error) {
 	switch ref.Kind() {
 	case "":
 		return slot, nil

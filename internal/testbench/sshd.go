@@ -85,6 +85,13 @@ type sshOptions struct {
 	env    map[string]string
 	extra  []string
 	netns  bool
+	listen string
+}
+
+// SSHListenHost makes the hosts listen on ip (an address of this machine, such as the Dagger
+// engine harness's host address) instead of 127.0.0.1. Default: 127.0.0.1.
+func SSHListenHost(ip string) SSHOption {
+	return func(o *sshOptions) { o.listen = ip }
 }
 
 // SSHNetns puts every host in a network namespace of its own, on a bridge the test creates,
@@ -248,13 +255,20 @@ func marshalKey(t testing.TB, k ed25519.PrivateKey) []byte {
 	return pem.EncodeToMemory(b)
 }
 
+func (h *SSHHost) listenIP() string {
+	if h.opts.listen != "" {
+		return h.opts.listen
+	}
+	return "127.0.0.1"
+}
+
 // start writes the config for port (a free one when 0) and execs sshd.
 func (h *SSHHost) start(port int) error {
 	o, authKeys := h.opts, h.authKeys
 	if h.Netns != "" {
 		port = 22
 	} else if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(h.listenIP(), "0"))
 		if err != nil {
 			return err
 		}
@@ -266,8 +280,8 @@ func (h *SSHHost) start(port int) error {
 		h.Addr = net.JoinHostPort(h.ip, "22")
 		h.KnownHosts = []byte(fmt.Sprintf("%s %s", h.ip, ssh.MarshalAuthorizedKey(h.HostKey)))
 	} else {
-		h.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		h.KnownHosts = []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(h.HostKey)))
+		h.Addr = net.JoinHostPort(h.listenIP(), strconv.Itoa(port))
+		h.KnownHosts = []byte(fmt.Sprintf("[%s]:%d %s", h.listenIP(), port, ssh.MarshalAuthorizedKey(h.HostKey)))
 	}
 	cfg := []string{
 		"ListenAddress " + h.Addr,
