@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/targets"
@@ -202,5 +206,32 @@ func TestManualUndo(t *testing.T) {
 	}
 	if res.Record.Release != v3.ID {
 		t.Errorf("rollback from the stuck release went to %q, want %q (live before it)", res.Record.Release, v3.ID)
+	}
+}
+
+// TestFailedCreateFailsFast: a ResourceQuota that leaves no room for the surge pod makes
+// the new ReplicaSet report FailedCreate; with a zero grace period the rollout fails on it
+// and says so, with the quota's refusal.
+func TestFailedCreateFailsFast(t *testing.T) {
+	t.Parallel()
+	c := k8sbench.Shared(t)
+	ns := c.Namespace(t)
+	deployment(t, c, ns, "web", 1, 600)
+	_, err := c.Client.CoreV1().ResourceQuotas(ns).Create(t.Context(), &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	tg := target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}}, kubernetes.WithStartGrace(0))
+	h := tg.Hosts()[0]
+	r := release("20261201T104000Z", "registry.test/web")
+	must(t, h.Prepare(t.Context(), r))
+	err = h.Activate(t.Context(), r.ID)
+	var rf *kubernetes.RolloutFailure
+	if !errors.As(err, &rf) || rf.Reason != "FailedCreate" || rf.Pod != "" || !strings.Contains(rf.Message, "quota") {
+		t.Fatalf("rollout over quota: %v (%+v), want FailedCreate naming the quota", err, rf)
+	}
+	if !strings.Contains(err.Error(), `deployment "web" failed before its deadline: the new replica set cannot create pods: FailedCreate`) {
+		t.Errorf("error: %v", err)
 	}
 }

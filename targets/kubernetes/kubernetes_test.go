@@ -800,7 +800,7 @@ func TestMissingPatch(t *testing.T) {
 	defer cancel()
 	for {
 		_, err = tg.Hosts()[0].Status(ctx)
-		if err != nil && strings.Contains(err.Error(), "lack 1 permission(s) the deploy needs: list replicasets.apps") {
+		if err != nil && strings.Contains(err.Error(), "lack 2 permission(s) the deploy needs: list replicasets.apps, patch replicasets.apps") {
 			break
 		}
 		select {
