@@ -62,6 +62,14 @@ func (b *serverBench) perHostMaker() pipeline.TargetMaker {
 		if d := env.SSH.RestartTimeout.Duration; d > 0 {
 			opts = append(opts, ssh.RestartTimeout(d))
 		}
+		for _, p := range env.SSH.Shared {
+			// As assemble does: a last element with a dot is a file (.env), else a directory.
+			if strings.Contains(filepath.Base(p), ".") && !strings.HasSuffix(p, "/") {
+				opts = append(opts, ssh.SharedFiles(p))
+			} else {
+				opts = append(opts, ssh.Shared(strings.TrimSuffix(p, "/")))
+			}
+		}
 		return ssh.New(f.App, name, hc, opts...)
 	}
 }
@@ -92,6 +100,12 @@ func (b *serverBench) deploy(f *config.File, version string, files map[string]st
 			b.t.Fatal(err)
 		}
 	}
+	return b.deployDir(f, version, dir)
+}
+
+// deployDir deploys the files in dir as a release of version.
+func (b *serverBench) deployDir(f *config.File, version, dir string) (*pipeline.Record, error) {
+	b.t.Helper()
 	maker := b.maker
 	if maker == nil {
 		maker = assemble.Maker(assemble.Extra{})

@@ -169,7 +169,7 @@ func TestErrors(t *testing.T) {
 		{"no user", "app: web\nenvironments:\n  staging:\n    ssh:\n      hosts: [a, {host: b, user: x}]\n      path: /srv\n",
 			[]string{`pushdeploy.yaml:5: environments.staging.ssh.hosts[0]: no SSH user: set user on the host or on the target`}},
 		{"health url template", base + "    health: {http: {url: \"http://{{.Adress}}/health\"}}\n",
-			[]string{`pushdeploy.yaml:8: environments.staging.health.http.url: the template uses something other than {{.Address}}, {{.Host}} and {{.Release}}: template: url:1:9: executing "url" at <.Adress>: can't evaluate field Adress in type struct { Address string; Host string; Release string }`}},
+			[]string{`pushdeploy.yaml:8: environments.staging.health.http.url: the template uses something other than {{.Address}}, {{.Host}}, {{.Release}}, {{.Version}}, {{.Digest}}, {{.Image}}, {{.App}} and {{.Env}}: template: url:1:9: executing "url" at <.Adress>: can't evaluate field Adress in type struct { Address string; Host string; Release string; Version string; Digest string; Image string; App string; Env string }`}},
 		{"marker template", base + "    markers: [{url: \"https://m.example.com/\", body: \"{{json .Service\"}]\n",
 			[]string{`pushdeploy.yaml:8: environments.staging.markers[0].body: invalid template: template: body:1: unclosed action`}},
 		{"duplicate key", base + "    keep: 3\n    keep: 4\n",

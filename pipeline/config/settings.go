@@ -40,6 +40,8 @@ type Settings struct {
 	Path    string   `flag:"path" key:"{ssh}.path" help:"The application's directory on the hosts, e.g. /var/www/myapp (ssh; required)."`
 	Restart string   `flag:"restart" key:"{ssh}.restart" help:"The command that makes the server pick up a new release, e.g. \"sudo systemctl restart myapp\" (ssh)."`
 	Shared  []string `flag:"shared" key:"{ssh}.shared" list:"comma" help:"Paths, relative to a release, kept in PATH/shared and linked into every release (ssh)."`
+	// RestartTimeout bounds the restart command.
+	RestartTimeout string `flag:"restart-timeout" key:"{ssh}.restart_timeout" help:"How long the restart command may run before it is killed and the host fails, e.g. 30s (ssh). Default: 2m."`
 
 	Container     string   `flag:"container" key:"{docker}.container" help:"The container's name (docker). Default: APP-ENV."`
 	Publish       []string `flag:"publish" key:"{docker}.ports" list:"comma" help:"Container ports to publish, as docker run -p does, e.g. 8080:80 (docker)."`
@@ -51,6 +53,8 @@ type Settings struct {
 	Memory        string   `flag:"memory" key:"{docker}.memory" help:"The container's memory limit, e.g. 512m (docker). Default: no limit."`
 	CPUs          float64  `flag:"cpus" key:"{docker}.cpus" help:"The container's CPU limit, e.g. 1.5 (docker). Default: no limit."`
 	StopTimeout   string   `flag:"stop-timeout" key:"{docker}.stop_timeout" help:"How long the old container gets to stop before it is killed, e.g. 30s (docker). Default: 10s."`
+	StateDir      string   `flag:"state-dir" key:"{docker}.state_dir" help:"The directory on the hosts that keeps the deploy lock and history, absolute or relative to the SSH user's home (docker). Default: .pushdeploy."`
+	DockerSocket  string   `flag:"docker-socket" key:"{docker}.socket" help:"The Docker Engine's unix socket on the hosts (docker). Default: /var/run/docker.sock."`
 
 	KubeContext    string   `flag:"kube-context" key:"{kubernetes}.context" help:"The kubeconfig context (kubernetes). Default: the current context."`
 	Namespace      string   `flag:"namespace" key:"{kubernetes}.namespace" help:"The namespace of the Deployments (kubernetes). Default: the context's, else default."`
@@ -70,6 +74,7 @@ type Settings struct {
 	HealthInterval string `flag:"health-interval" key:"{env}.health.interval" help:"The wait between health attempts, e.g. 2s. Default: 1s."`
 	HealthTimeout  string `flag:"health-timeout" key:"{env}.health.timeout" help:"How long one health attempt may take. Default: 5s."`
 	HealthRetries  int    `flag:"health-retries" key:"{env}.health.retries" help:"How many health attempts fail before a host counts as unhealthy. Default: 30."`
+	HealthStable   string `flag:"health-stable" key:"{env}.health.stable" help:"How long a host must keep passing its check (a container keep running) after it first passes, e.g. 10s. Default: 5s."`
 
 	Batch     string `flag:"batch" key:"{env}.batches" help:"Hosts deployed at a time: a count (2) or a percentage (25%). Default: every host at once."`
 	Keep      int    `flag:"keep" key:"{env}.keep" help:"Releases each host keeps for rollback, the live one included. Default: 5."`
@@ -309,6 +314,7 @@ func apply(f *File, e *Environment, name, kind string, s Settings) (errs Errors,
 		acc, hosts = &e.SSH.SSHAccess, &e.SSH.Hosts
 		setString(&e.SSH.Path, s.Path)
 		setString(&e.SSH.Restart, s.Restart)
+		duration("restart-timeout", s.RestartTimeout, &e.SSH.RestartTimeout)
 		setList(&e.SSH.Shared, s.Shared)
 	case "docker":
 		if e.Docker == nil {
@@ -355,6 +361,8 @@ func apply(f *File, e *Environment, name, kind string, s Settings) (errs Errors,
 			d.CPUs = s.CPUs
 		}
 		duration("stop-timeout", s.StopTimeout, &d.StopTimeout)
+		setString(&d.StateDir, s.StateDir)
+		setString(&d.Socket, s.DockerSocket)
 	case "kubernetes":
 		if e.Kubernetes == nil {
 			e.Kubernetes = &KubernetesTarget{}
@@ -460,6 +468,13 @@ func apply(f *File, e *Environment, name, kind string, s Settings) (errs Errors,
 		if s.HealthRetries != 0 {
 			h.Retries = s.HealthRetries
 		}
+	}
+	if s.HealthStable != "" {
+		// The window needs no check of its own: a container must keep running for it.
+		if e.Health == nil {
+			e.Health = &Health{}
+		}
+		duration("health-stable", s.HealthStable, &e.Health.Stable)
 	}
 
 	// How the deploy goes.

@@ -127,6 +127,7 @@ func TestSettingsSetTheirKeys(t *testing.T) {
 		"PreDeploy": []string{"x"}, "PostDeploy": []string{"x"}, "PostRollback": []string{"x"}, "HooksWhere": "container",
 		"SlackWebhook": "S", "WebhookURL": "https://h.example.com/", "MarkerURL": "https://m.example.com/", "MarkerToken": "T",
 		"HealthStatus": 201, "HealthBody": "x",
+		"RestartTimeout": "1s", "StateDir": "/srv/state", "DockerSocket": "/run/docker.sock", "HealthStable": "1s",
 	}
 	for _, sf := range config.SettingFields() {
 		if sf.Key == "" || sf.Own || sf.Key == "app" {
@@ -347,7 +348,7 @@ func TestFromSettingsErrors(t *testing.T) {
 		}), []string{
 			`--health-retries: -1 is less than the minimum 1`,
 			`--health-status: 99 is less than the minimum 100`,
-			`--health-url: the URL template uses something other than {{.Address}}, {{.Host}} and {{.Release}}: template: url:1:9: executing "url" at <.Addr>: can't evaluate field Addr in type struct { Address string; Host string; Release string }`,
+			`--health-url: the URL template uses something other than {{.Address}}, {{.Host}}, {{.Release}}, {{.Version}}, {{.Digest}}, {{.Image}}, {{.App}} and {{.Env}}: template: url:1:9: executing "url" at <.Addr>: can't evaluate field Addr in type struct { Address string; Host string; Release string; Version string; Digest string; Image string; App string; Env string }`,
 		}},
 		{"health body", docker(func(s *config.Settings) { s.HealthURL, s.HealthBody = "http://{{.Address}}/", "(" }), []string{
 			`--health-body: invalid regular expression: error parsing regexp: missing closing ): ` + "`(`",

@@ -358,8 +358,8 @@ func (v *validation) kubernetes(p string, k *KubernetesTarget) {
 
 func (v *validation) health(p string, h *Health, kind string) {
 	switch {
-	case h.HTTP == nil && h.Command == "":
-		v.errorf(p, "give http or command")
+	case h.HTTP == nil && h.Command == "" && h.Stable.Duration == 0:
+		v.errorf(p, "give http or command (or only stable, the window a container must keep running)")
 	case h.HTTP != nil && h.Command != "":
 		v.errorf(p, "give http or command, not both")
 	case h.Command != "" && kind == "kubernetes":
@@ -382,18 +382,31 @@ func (v *validation) health(p string, h *Health, kind string) {
 		return
 	}
 	var b strings.Builder
-	if err := t.Execute(&b, struct{ Address, Host, Release string }{"127.0.0.1", "web-1", "20260101T000000Z"}); err != nil {
-		v.errorf(p+".http.url", "the template uses something other than {{.Address}}, {{.Host}} and {{.Release}}: %v", err)
+	if err := t.Execute(&b, healthFields); err != nil {
+		v.errorf(p+".http.url", "the template uses something other than {{.Address}}, {{.Host}}, {{.Release}}, {{.Version}}, {{.Digest}}, {{.Image}}, {{.App}} and {{.Env}}: %v", err)
 		return
 	}
 	if u, err := url.Parse(b.String()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.errorf(p+".http.url", "does not give an http:// or https:// URL")
 	}
 	if h.HTTP.Body != "" {
-		if _, err := regexp.Compile(h.HTTP.Body); err != nil {
+		// A template first, over the same fields, whose values match literally.
+		var pat strings.Builder
+		bt, err := template.New("body").Option("missingkey=error").Parse(h.HTTP.Body)
+		if err == nil {
+			err = bt.Execute(&pat, healthFields)
+		}
+		if err != nil {
+			v.errorf(p+".http.body", "invalid template: %v", err)
+		} else if _, err := regexp.Compile(pat.String()); err != nil {
 			v.errorf(p+".http.body", "invalid regular expression: %v", err)
 		}
 	}
+}
+
+// healthFields are stand-ins for the fields health url and body templates see.
+var healthFields = struct{ Address, Host, Release, Version, Digest, Image, App, Env string }{
+	"127.0.0.1", "web-1", "20260101T000000Z", "v1\\.2\\.3", "sha256:0", "registry/app@sha256:0", "app", "staging",
 }
 
 // credentialParam matches query parameters that carry credentials.
