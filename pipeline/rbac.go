@@ -18,6 +18,11 @@ type RoleMaker interface {
 // the target's calls use. serviceAccount is the RoleBinding's subject ("" the target's
 // default, "ci-deployer"). It talks to no server. Only Kubernetes environments have one.
 func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string) ([]byte, error) {
+	if x.File != nil {
+		if env, err := x.File.Env(name); err == nil && env.Kind() != "kubernetes" {
+			return nil, fmt.Errorf("environment %q: %s %s target has no Role to generate (only kubernetes environments do)", name, article(env.Kind()), env.Kind())
+		}
+	}
 	_, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
@@ -25,11 +30,19 @@ func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string) ([
 	defer e.t.Close()
 	rm, ok := e.t.(RoleMaker)
 	if !ok {
-		return nil, fmt.Errorf("environment %q: a %s target has no Role to generate (only kubernetes environments do)", name, e.t.Kind())
+		return nil, fmt.Errorf("environment %q: %s %s target has no Role to generate (only kubernetes environments do)", name, article(e.t.Kind()), e.t.Kind())
 	}
 	b, err := rm.RoleYAML(serviceAccount)
 	if err != nil {
 		return nil, fmt.Errorf("environment %q: %w", name, err)
 	}
 	return b, nil
+}
+
+// article is "an" before a kind that starts with a vowel sound ("an ssh"), else "a".
+func article(kind string) string {
+	if kind == "ssh" {
+		return "an"
+	}
+	return "a"
 }
