@@ -71,16 +71,42 @@ func linkTree(t *testing.T, src, dst string) {
 	}
 }
 
+// pm2Step is one deploy: the version, the record's outcome, the version served after.
+type pm2Step struct{ version, outcome, serves string }
+
 func TestPm2ExampleDeploysEveryRelease(t *testing.T) {
+	eco, err := os.ReadFile("../examples/ci/ecosystem.config.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm2Deploys(t, eco, true, []pm2Step{
+		{"1.0.0", pipeline.OutcomeDeployed, "1.0.0"},   // the first deploy starts the app
+		{"2.0.0", pipeline.OutcomeDeployed, "2.0.0"},   // a reload serves the new release
+		{"3.0.0", pipeline.OutcomeRolledBack, "2.0.0"}, // crashes on start: rolled back
+		{"2.0.1", pipeline.OutcomeDeployed, "2.0.1"},   // and the next deploy works
+	})
+}
+
+// The seed's setup, an ecosystem file without cwd: pm2 reloads the first release's
+// directory, so v2 would be reported DEPLOYED while 1.0.0 answers. The body template of the
+// version catches it: the deploy rolls back, and the report is what the hosts show.
+func TestPm2WithoutCwdIsCaughtByTheVersionCheck(t *testing.T) {
+	eco := []byte("module.exports = { apps: [{ name: 'web', script: 'server.js', env: { PORT: 3000 } }] };\n")
+	pm2Deploys(t, eco, false, []pm2Step{
+		{"1.0.0", pipeline.OutcomeDeployed, "1.0.0"},
+		{"2.0.0", pipeline.OutcomeRolledBack, "1.0.0"},
+	})
+}
+
+// pm2Deploys deploys the steps in turn with ecosystem file eco to two sshd hosts (each in a
+// network namespace of its own, with a pm2 daemon of its own) and checks what they serve
+// after each; underCurrent says pm2 runs the app from <path>/current.
+func pm2Deploys(t *testing.T, eco []byte, underCurrent bool, steps []pm2Step) {
 	if _, err := exec.LookPath("node"); err != nil {
 		testbench.Unavailable(t, "node is not installed: %v", err)
 	}
 	pm2Modules := npmPackages(t, "node-pm2", pm2Package)
 	expressModules := npmPackages(t, "node-express", expressPackage)
-	eco, err := os.ReadFile("../examples/ci/ecosystem.config.js")
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	b := &serverBench{t: t, hosts: testbench.SSHHosts(t, 2, testbench.SSHNetns())}
 	b.secrets = pipeline.Secrets{SSHKey: b.hosts[0].ClientKey, KnownHosts: testbench.KnownHostsOf(b.hosts)}
@@ -144,19 +170,14 @@ func TestPm2ExampleDeploysEveryRelease(t *testing.T) {
 		t.Fatalf("the example's staging environment on the bench: %v\n%s", err, out)
 	}
 
-	release := func(version string) map[string]string {
-		return map[string]string{
-			"server.js":            serverJS,
-			"ecosystem.config.js":  string(eco),
-			"package.json":         fmt.Sprintf(`{"name": "web", "version": %q, "private": true}`+"\n", version),
-			"node_modules/.linked": "",
-		}
-	}
 	deploy := func(version string) (*pipeline.Record, error) {
 		t.Helper()
 		// The artifacts: the app, the ecosystem file and express.
-		files := release(version)
-		delete(files, "node_modules/.linked")
+		files := map[string]string{
+			"server.js":           serverJS,
+			"ecosystem.config.js": string(eco),
+			"package.json":        fmt.Sprintf(`{"name": "web", "version": %q, "private": true}`+"\n", version),
+		}
 		dir := t.TempDir()
 		for name, content := range files {
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -190,20 +211,13 @@ func TestPm2ExampleDeploysEveryRelease(t *testing.T) {
 				} `json:"pm2_env"`
 			}
 			json.Unmarshal(out, &apps)
-			if len(apps) != 1 || apps[0].Name != "web" || apps[0].Env.Status != "online" || apps[0].Env.Cwd != filepath.Join(appDir(h), "current") {
+			if len(apps) != 1 || apps[0].Name != "web" || apps[0].Env.Status != "online" || underCurrent && apps[0].Env.Cwd != filepath.Join(appDir(h), "current") {
 				t.Errorf("%s: pm2 runs %+v; want web online in %s", h.Name, apps, filepath.Join(appDir(h), "current"))
 			}
 		}
 	}
 
-	for _, step := range []struct {
-		version, outcome, serves string
-	}{
-		{"1.0.0", pipeline.OutcomeDeployed, "1.0.0"},   // the first deploy starts the app
-		{"2.0.0", pipeline.OutcomeDeployed, "2.0.0"},   // a reload serves the new release
-		{"3.0.0", pipeline.OutcomeRolledBack, "2.0.0"}, // crashes on start: rolled back
-		{"2.0.1", pipeline.OutcomeDeployed, "2.0.1"},   // and the next deploy works
-	} {
+	for _, step := range steps {
 		rec, err := deploy(step.version)
 		if (err == nil) != (step.outcome == pipeline.OutcomeDeployed) || rec == nil || rec.Outcome != step.outcome {
 			t.Fatalf("deploy of %s: %v (record %+v); want %s", step.version, err, rec, step.outcome)

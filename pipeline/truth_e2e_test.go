@@ -18,6 +18,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline/assemble"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/docker"
 	"github.com/pushdeploy/pushdeploy/targets/ssh"
 )
 
@@ -291,6 +292,56 @@ func TestHungCommandsAreBounded(t *testing.T) {
 			}
 			b.assertFleet(rec, pipeline.OutcomeRolledBack, "1.0.0")
 			assertKilled(t, marker)
+		})
+	}
+}
+
+// TestDockerPreflightBeforeTheLock: a Docker deploy user that cannot write the state
+// directory, or an engine socket that is not there, is found in the resolve stage: before
+// the lock, before any notification, nothing changed. (The fixed /var/lib/pushdeploy used to
+// fail a non-root user at the lock, after a failure notification.)
+func TestDockerPreflightBeforeTheLock(t *testing.T) {
+	d := testbench.SharedDockerd(t)
+	hosts := testbench.SSHHosts(t, 1)
+	hook := newReceiver(t)
+	secrets := pipeline.Secrets{SSHKey: hosts[0].ClientKey, KnownHosts: testbench.KnownHostsOf(hosts)}
+	for _, tc := range []struct {
+		name, keys string
+		extra      assemble.Extra
+		says       []string
+	}{
+		{"state dir", "      state_dir: /proc/pushdeploy\n", assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket)}},
+			[]string{`state directory "/proc/pushdeploy/web-staging"`, hosts[0].Addr, "docker.state_dir"}},
+		{"socket", "      socket: /run/pushdeploy-no-such.sock\n", assemble.Extra{},
+			[]string{"unix:/run/pushdeploy-no-such.sock", hosts[0].Addr, "docker.socket"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := fmt.Sprintf("app: web\nenvironments:\n  staging:\n    docker:\n      hosts: [%q]\n      user: %s\n%s    notifications:\n      webhook: {url: %q}\n",
+				hosts[0].Addr, hosts[0].User, tc.keys, hook.URL)
+			f, err := config.Parse("pushdeploy.yaml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			rec, err := pipeline.Deploy(context.Background(), pipeline.Request{
+				File: f, Env: "staging", Secrets: secrets, Targets: assemble.Maker(tc.extra), Log: &log,
+				Artifact: &pipeline.Artifact{Image: "127.0.0.1:1/web@sha256:" + strings.Repeat("0", 64)},
+			})
+			t.Logf("deploy:\n%s", log.String())
+			if err == nil || !strings.HasPrefix(err.Error(), "resolve: ") {
+				t.Fatalf("deploy: %v; want a failure in the resolve stage", err)
+			}
+			for _, w := range tc.says {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if stageOutcome(rec, "lock") != "" {
+				t.Errorf("stages %q: the lock stage ran", stageNames(rec))
+			}
+			if bodies, _ := hook.take(); len(bodies) != 0 {
+				t.Errorf("a refused deploy notified: %q", bodies)
+			}
 		})
 	}
 }
