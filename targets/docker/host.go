@@ -40,7 +40,15 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 		return st, err
 	}
 	for _, r := range rs {
-		st.Kept = append(st.Kept, r.kept())
+		k := r.kept()
+		// The record of activations: when its container last started (a release goes live by
+		// starting its container), for rollback to the release live before the live one.
+		if c, err := cli.ContainerInspect(ctx, r.container.ID); err == nil && c.State != nil {
+			if t, err := time.Parse(time.RFC3339Nano, c.State.StartedAt); err == nil && t.Year() > 1 {
+				k.Activated = t.UnixNano()
+			}
+		}
+		st.Kept = append(st.Kept, k)
 	}
 	if l := live(rs); l != nil {
 		k := l.kept()
