@@ -37,11 +37,10 @@ type Settings struct {
 	Port  int      `flag:"port" key:"{ssh|docker}.port" help:"The SSH port, unless a host names its own (ssh and docker). Default: 22."`
 	Jump  string   `flag:"jump" key:"{ssh|docker}.jump" help:"A bastion host the SSH connections go through: host[:port] or user@host[:port] (ssh and docker)."`
 
-	Path    string   `flag:"path" key:"{ssh}.path" help:"The application's directory on the hosts, e.g. /var/www/myapp (ssh; required)."`
-	Restart string   `flag:"restart" key:"{ssh}.restart" help:"The command that makes the server pick up a new release, e.g. \"sudo systemctl restart myapp\" (ssh)."`
-	Shared  []string `flag:"shared" key:"{ssh}.shared" list:"comma" help:"Paths, relative to a release, kept in PATH/shared and linked into every release (ssh)."`
-	// RestartTimeout bounds the restart command.
-	RestartTimeout string `flag:"restart-timeout" key:"{ssh}.restart_timeout" help:"How long the restart command may run before it is killed and the host fails, e.g. 30s (ssh). Default: 2m."`
+	Path           string   `flag:"path" key:"{ssh}.path" help:"The application's directory on the hosts, e.g. /var/www/myapp (ssh; required)."`
+	Restart        string   `flag:"restart" key:"{ssh}.restart" help:"The command that makes the server pick up a new release, e.g. \"sudo systemctl restart myapp\" (ssh)."`
+	Shared         []string `flag:"shared" key:"{ssh}.shared" list:"comma" help:"Paths, relative to a release, kept in PATH/shared and linked into every release (ssh)."`
+	RestartTimeout string   `flag:"restart-timeout" key:"{ssh}.restart_timeout" help:"How long the restart command may run before it is killed and the host fails, e.g. 30s (ssh). Default: 2m."`
 
 	Container     string   `flag:"container" key:"{docker}.container" help:"The container's name (docker). Default: APP-ENV."`
 	Publish       []string `flag:"publish" key:"{docker}.ports" list:"comma" help:"Container ports to publish, as docker run -p does, e.g. 8080:80 (docker)."`
