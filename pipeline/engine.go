@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -454,6 +456,30 @@ func prunable(st targets.Status, keep int) []string {
 		excess--
 	}
 	return out
+}
+
+// liveVersion reads what every host runs now: the version, the distinct ones joined with
+// ", " when hosts differ ("?" for a host that cannot be read); "" when nothing is live.
+func (e *engine) liveVersion(ctx context.Context) string {
+	hosts := e.t.Hosts()
+	vs := make([]string, len(hosts))
+	_ = eachHost(hosts, func(i int, h targets.Host) error {
+		st, err := h.Status(context.WithoutCancel(ctx))
+		switch {
+		case err != nil:
+			vs[i] = "?"
+		case st.Live != nil:
+			vs[i] = firstNonEmpty(st.Live.Version, st.Live.ID)
+		}
+		return nil
+	})
+	var out []string
+	for _, v := range vs {
+		if v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // journal appends the record to the target's journal; a failure is a warning in the log.

@@ -272,12 +272,6 @@ func resolveStage(ctx context.Context, r *run) error {
 		ApprovedBy: r.req.ApprovedBy, Revision: r.req.Source.Revision,
 	}
 	e.follow(func() targets.Release { return r.release })
-	if p, ok := t.(targets.Preflighter); ok {
-		// What every host needs (a state directory, the engine's socket), before the lock.
-		if err := p.Preflight(ctx); err != nil {
-			return fmt.Errorf("environment %q: %w", r.req.Env, err)
-		}
-	}
 	r.rec = newRecord("deploy", t, r.release, e.o)
 	r.rec.ApprovedBy = r.req.ApprovedBy
 	// What the deploy was given is checked here, before the lock and any notification.
@@ -417,6 +411,14 @@ func gatesStage(ctx context.Context, r *run) error {
 		}
 		r.promote = ref
 		applied = append(applied, fmt.Sprintf("promoting %s, live and healthy in %q", ref, from))
+	}
+	if p, ok := r.target.(targets.Preflighter); ok {
+		// What every host needs (a state directory, the engine's socket), checked once the
+		// deploy is allowed and before the lock: a missing one refuses it before it
+		// started, so nobody is notified of a deploy that never touched the target.
+		if err := p.Preflight(ctx); err != nil {
+			return fmt.Errorf("environment %q: %w; nothing was changed", r.req.Env, err)
+		}
 	}
 	r.passed = true
 	if len(applied) == 0 {
@@ -651,6 +653,20 @@ func (r *run) rollback(ctx context.Context, cause error) {
 	for _, rerr := range de.RollbackErrors {
 		fmt.Fprintf(r.log, "    ROLLBACK FAILED: %v\n", rerr)
 	}
+	// The failed release goes away where it is no longer live, as after a failed batch: a
+	// later rollback must not pick it.
+	back := map[string]bool{}
+	for _, h := range de.RolledBack {
+		back[h] = true
+	}
+	for _, h := range r.target.Hosts() {
+		if !back[h.Name()] {
+			continue
+		}
+		if err := h.Discard(context.WithoutCancel(ctx), r.release.ID); err != nil {
+			fmt.Fprintf(r.log, "    warning: %s: removing failed release %s: %v\n", h.Name(), r.release.ID, err)
+		}
+	}
 	r.postRollback(ctx)
 }
 
@@ -690,6 +706,7 @@ func recordStage(ctx context.Context, r *run) error {
 	if r.failed == nil {
 		r.e.prune(ctx)
 	}
+	r.rec.LiveVersion = r.e.liveVersion(ctx)
 	r.e.journal(ctx, &r.rec)
 	fmt.Fprintf(r.log, "    record %s: %s\n", r.rec.ID, r.rec.Outcome)
 	return nil
@@ -728,6 +745,10 @@ func notifyStage(ctx context.Context, r *run) error {
 		// A deploy refused before it reached the target.
 		r.rec.Outcome, r.rec.Error = OutcomeFailed, r.failed.Error()
 		r.rec.Finished = time.Now().UTC()
+	}
+	if r.rec.LiveVersion == "" && r.e != nil {
+		// What runs now, for markers: never the version of a deploy that did not land.
+		r.rec.LiveVersion = r.e.liveVersion(ctx)
 	}
 	warnings := notifyFn(ctx, r.env, &r.rec, &r.req.Secrets)
 	for _, w := range warnings {

@@ -71,6 +71,7 @@ func outcomes(on []string) []notify.Outcome {
 func event(rec *Record, env *config.Environment, runURL string) notify.Event {
 	e := notify.Event{
 		ID: rec.ID, App: rec.App, Env: rec.Env, Kind: rec.Kind, Version: rec.Version, Digest: rec.Digest,
+		Action: rec.Action, LiveVersion: rec.LiveVersion,
 		ApprovedBy: rec.ApprovedBy, Deployer: rec.Deployer, Started: rec.Started, Finished: rec.Finished,
 		Error: rec.Error, URL: runURL, EnvURL: env.URL,
 	}

@@ -26,6 +26,12 @@ type Environments struct {
 	// Deployer names who acts, in locks and records. Default: $USER@hostname.
 	Deployer   string
 	PipelineID string
+	// RunHook runs the post_rollback hooks of a manual rollback that run "in a container"
+	// (the module: a container; the CLI: this machine), as Request.RunHook. Default: none,
+	// such hooks fail with a warning (hooks with where: hosts run on the hosts).
+	RunHook func(ctx context.Context, image, cmd string, env map[string]string) ([]byte, error)
+	// RunURL links notifications to the CI run that acts.
+	RunURL string
 }
 
 // target makes the named environment's target and engine.
@@ -197,9 +203,34 @@ func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string
 	e.o.record = func(r *Record) { r.ApprovedBy = approvedBy; r.App, r.Env = x.File.App, name }
 	res, err := e.rollback(ctx, to)
 	if res == nil {
+		// Refused before anything changed (the lock, a host without the release).
 		return nil, maskError(err, x.Secrets.values())
 	}
-	return &res.Record, maskError(err, x.Secrets.values())
+	rec := &res.Record
+	log := newMasker(orDiscard(x.Log), x.Secrets.values())
+	if rec.Outcome == OutcomeDeployed {
+		// As after an automatic rollback: post_rollback hooks, a failure a warning.
+		r := &run{
+			req: &Request{File: x.File, Env: name, Secrets: x.Secrets, RunHook: x.RunHook, Deployer: x.Deployer, PipelineID: x.PipelineID},
+			env: env, target: e.t, e: e, rec: *rec, log: log,
+			release: targets.Release{ID: rec.Release, App: rec.App, Env: rec.Env, Version: rec.Version, Digest: rec.Digest,
+				Image: rec.Image, Deployer: rec.Deployer, PipelineID: rec.PipelineID, ApprovedBy: rec.ApprovedBy},
+		}
+		if herr := r.hooks(ctx, "post-rollback", env.Hooks.PostRollback); herr != nil && !IsSkip(herr) {
+			w := "post-rollback hook failed: " + maskError(herr, x.Secrets.values()).Error()
+			rec.Warnings = append(rec.Warnings, w)
+			fmt.Fprintf(log, "warning: %s\n", w)
+		}
+	}
+	// A manual rollback is reported as a deploy is: markers and notifications, with its
+	// outcome and the version live afterwards.
+	if len(env.Markers) > 0 || env.Notifications.Slack != nil || env.Notifications.Webhook != nil {
+		for _, w := range sendNotifications(ctx, env, rec, &x.Secrets, x.RunURL) {
+			rec.Warnings = append(rec.Warnings, w)
+			fmt.Fprintf(log, "warning: %s\n", w)
+		}
+	}
+	return rec, maskError(err, x.Secrets.values())
 }
 
 // UnlockOption configures Environments.Unlock.

@@ -17,27 +17,28 @@ const (
 
 // Record is one deploy or rollback, as kept in the target's journal and printed by history.
 type Record struct {
-	ID         string        `json:"id"`
-	Action     string        `json:"action"` // "deploy" or "rollback"
-	App        string        `json:"app"`
-	Env        string        `json:"env"`
-	Kind       string        `json:"kind"`
-	Release    string        `json:"release"`
-	Version    string        `json:"version,omitempty"`
-	Digest     string        `json:"digest,omitempty"`
-	Image      string        `json:"image,omitempty"`
-	ImageTag   string        `json:"imageTag,omitempty"` // the tag given (--image repo:tag), resolved to Image up front
-	Deployer   string        `json:"deployer,omitempty"`
-	ApprovedBy string        `json:"approvedBy,omitempty"`
-	PipelineID string        `json:"pipelineId,omitempty"`
-	Outcome    string        `json:"outcome"`
-	Error      string        `json:"error,omitempty"`
-	Hosts      []HostResult  `json:"hosts"`
-	Rollback   *RollbackInfo `json:"rollback,omitempty"`
-	Stages     []StageTime   `json:"stages,omitempty"`
-	Warnings   []string      `json:"warnings,omitempty"`
-	Started    time.Time     `json:"started"`
-	Finished   time.Time     `json:"finished"`
+	ID          string        `json:"id"`
+	Action      string        `json:"action"` // "deploy" or "rollback"
+	App         string        `json:"app"`
+	Env         string        `json:"env"`
+	Kind        string        `json:"kind"`
+	Release     string        `json:"release"`
+	Version     string        `json:"version,omitempty"`
+	Digest      string        `json:"digest,omitempty"`
+	Image       string        `json:"image,omitempty"`
+	ImageTag    string        `json:"imageTag,omitempty"` // the tag given (--image repo:tag), resolved to Image up front
+	Deployer    string        `json:"deployer,omitempty"`
+	ApprovedBy  string        `json:"approvedBy,omitempty"`
+	PipelineID  string        `json:"pipelineId,omitempty"`
+	Outcome     string        `json:"outcome"`
+	LiveVersion string        `json:"liveVersion,omitempty"` // what every host runs afterwards, read from them ("a, b" when they differ)
+	Error       string        `json:"error,omitempty"`
+	Hosts       []HostResult  `json:"hosts"`
+	Rollback    *RollbackInfo `json:"rollback,omitempty"`
+	Stages      []StageTime   `json:"stages,omitempty"`
+	Warnings    []string      `json:"warnings,omitempty"`
+	Started     time.Time     `json:"started"`
+	Finished    time.Time     `json:"finished"`
 }
 
 // HostResult is what happened on one host.

@@ -77,6 +77,7 @@ func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...O
 		rec.Outcome = OutcomeDeployed
 		e.prune(ctx)
 	}
+	rec.LiveVersion = e.liveVersion(ctx)
 	e.journal(ctx, &rec)
 	return &Result{Record: rec}, err
 }
@@ -168,6 +169,7 @@ func (e *engine) rollback(ctx context.Context, to string) (res *Result, err erro
 	} else {
 		rec.Outcome = OutcomeDeployed
 	}
+	rec.LiveVersion = e.liveVersion(ctx)
 	e.journal(ctx, &rec)
 	return &Result{Record: rec}, err
 }

@@ -61,7 +61,7 @@ func (c *common) environments(cmd *cobra.Command, env string) (*pipeline.Environ
 	}
 	s.Preload(f)
 	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(assemble.Extra{}), Log: stderr,
-		Deployer: c.deployer, PipelineID: c.pipelineID}, nil
+		Deployer: c.deployer, PipelineID: c.pipelineID, RunHook: runHookLocally}, nil
 }
 
 func (c *common) resolveSecrets() (pipeline.Secrets, error) {

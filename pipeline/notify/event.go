@@ -36,8 +36,15 @@ type Event struct {
 	Env string `json:"env"`
 	// Kind is the target kind: "ssh", "docker" or "kubernetes".
 	Kind string `json:"kind,omitempty"`
-	// Version is the source version (a git tag or commit).
+	// Action is "deploy", or "rollback" for a manual rollback ("" reads as "deploy").
+	Action string `json:"action,omitempty"`
+	// Version is the source version the deploy made live or tried to (a git tag or commit);
+	// a manual rollback's is the version it went back to.
 	Version string `json:"version,omitempty"`
+	// LiveVersion is the version every host runs afterwards, read from the hosts: after a
+	// rolled-back deploy the previous one, not Version. Versions that differ between hosts
+	// are joined with ", "; "" when it is not known (or nothing is live).
+	LiveVersion string `json:"liveVersion,omitempty"`
 	// Digest is the image digest or the artifact tree's digest.
 	Digest string `json:"digest,omitempty"`
 	// Outcome is how the deploy ended.
@@ -106,8 +113,14 @@ func (e Event) MarshalJSON() ([]byte, error) {
 
 // MarkerRecord is the body of a deployment marker, and the data of a marker body template.
 type MarkerRecord struct {
-	Service     string    `json:"service"`
-	Version     string    `json:"version"`
+	Service string `json:"service"`
+	// Version is the version live afterwards: a rolled-back deploy's marker names the
+	// previous version, which is what runs.
+	Version string `json:"version"`
+	// AttemptedVersion is the version the deploy tried, when it is not the one live.
+	AttemptedVersion string `json:"attemptedVersion,omitempty"`
+	// Action is "deploy" or "rollback" (a manual rollback).
+	Action      string    `json:"action,omitempty"`
 	Environment string    `json:"environment"`
 	Timestamp   time.Time `json:"timestamp"`
 	Outcome     Outcome   `json:"outcome"`
@@ -123,8 +136,26 @@ func (e Event) Marker() MarkerRecord {
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	return MarkerRecord{
+	m := MarkerRecord{
 		Service: e.App, Version: e.Version, Environment: e.Env, Timestamp: ts.UTC(),
 		Outcome: e.Outcome, RecordID: e.ID, Digest: e.Digest, Deployer: e.Deployer, URL: e.URL,
+		Action: firstNonEmpty(e.Action, "deploy"),
 	}
+	if e.LiveVersion != "" || e.Outcome != Success {
+		// What runs, not what was tried: unknown ("") rather than the failed version.
+		m.Version = e.LiveVersion
+	}
+	if m.Version != e.Version {
+		m.AttemptedVersion = e.Version
+	}
+	return m
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

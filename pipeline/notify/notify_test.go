@@ -124,7 +124,7 @@ func TestMarkerBodyAndBearer(t *testing.T) {
 	if r.Path != "/api/markers" || r.Header.Get("Authorization") != "Bearer tok-123" || r.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("path %q, headers %v", r.Path, r.Header)
 	}
-	want := `{"service":"hello","version":"v1.2.3","environment":"production","timestamp":"2026-11-27T08:15:42Z","outcome":"success","recordId":"20261127T081500Z","digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","deployer":"ci","url":"https://ci.example.com/runs/7"}`
+	want := `{"service":"hello","version":"v1.2.3","action":"deploy","environment":"production","timestamp":"2026-11-27T08:15:42Z","outcome":"success","recordId":"20261127T081500Z","digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","deployer":"ci","url":"https://ci.example.com/runs/7"}`
 	if string(r.Body) != want {
 		t.Errorf("body:\n%s\nwant:\n%s", r.Body, want)
 	}
@@ -134,11 +134,15 @@ func TestMarkerTemplate(t *testing.T) {
 	rc := newReceiver(t, nil)
 	body := `{"title": {{json (printf "%s %s" .Service .Version)}}, "env": {{json .Environment}}, "at": {{json .Timestamp}}, "ok": {{if eq .Outcome "success"}}true{{else}}false{{end}}, "id": {{json .RecordID}}}`
 	n, _ := newNotifier(t, notify.WithMarker(notify.Marker{URL: rc.URL, Body: body}))
-	if w := n.Send(context.Background(), rolledBackEvent()); w != nil {
+	// Rolled back: the marker names the version live afterwards, not the one that failed
+	// (issue 11: the seed's four-field marker said the failed version was live).
+	ev := rolledBackEvent()
+	ev.LiveVersion = "v1.2.2"
+	if w := n.Send(context.Background(), ev); w != nil {
 		t.Fatalf("warnings: %v", w)
 	}
 	r := rc.requests()[0]
-	want := `{"title": "hello v1.2.3", "env": "production", "at": "2026-11-27T08:15:42Z", "ok": false, "id": "20261127T081500Z"}`
+	want := `{"title": "hello v1.2.2", "env": "production", "at": "2026-11-27T08:15:42Z", "ok": false, "id": "20261127T081500Z"}`
 	if string(r.Body) != want || r.Header.Get("Authorization") != "" {
 		t.Errorf("body:\n%s\nwant:\n%s\nauthorization %q", r.Body, want, r.Header.Get("Authorization"))
 	}
@@ -462,5 +466,30 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	if !strings.Contains(all, "[redacted]") || !strings.Contains(all, echo.host()) {
 		t.Errorf("the output should name the hosts and show what was redacted:\n%s", all)
+	}
+}
+
+// Issue 11, case 8: a marker carries the outcome and the version live afterwards; the
+// version tried is beside it when they differ; unknown is empty, never the failed version.
+func TestMarkerSaysWhatIsLive(t *testing.T) {
+	rb := rolledBackEvent()
+	rb.LiveVersion = "v1.2.2"
+	unknown := rolledBackEvent()
+	manual := successEvent()
+	manual.Action, manual.Version, manual.LiveVersion = "rollback", "v1.2.2", "v1.2.2"
+	for _, tc := range []struct {
+		name string
+		e    notify.Event
+		want notify.MarkerRecord
+	}{
+		{"deployed", successEvent(), notify.MarkerRecord{Version: "v1.2.3", Action: "deploy", Outcome: notify.Success}},
+		{"rolled back", rb, notify.MarkerRecord{Version: "v1.2.2", AttemptedVersion: "v1.2.3", Action: "deploy", Outcome: notify.RolledBack}},
+		{"live unknown", unknown, notify.MarkerRecord{Version: "", AttemptedVersion: "v1.2.3", Action: "deploy", Outcome: notify.RolledBack}},
+		{"manual rollback", manual, notify.MarkerRecord{Version: "v1.2.2", Action: "rollback", Outcome: notify.Success}},
+	} {
+		m := tc.e.Marker()
+		if m.Version != tc.want.Version || m.AttemptedVersion != tc.want.AttemptedVersion || m.Action != tc.want.Action || m.Outcome != tc.want.Outcome {
+			t.Errorf("%s: marker version %q attempted %q action %q outcome %q; want %+v", tc.name, m.Version, m.AttemptedVersion, m.Action, m.Outcome, tc.want)
+		}
 	}
 }

@@ -44,13 +44,23 @@ func (e Event) Slack() SlackMessage {
 		what += " " + slackEscape.Replace(e.Version)
 	}
 	var headline string
-	switch e.Outcome {
-	case Success:
+	switch {
+	case e.Action == "rollback" && e.Outcome == Success:
+		headline = fmt.Sprintf(":leftwards_arrow_with_hook: %s rolled back in %s (manual rollback)", app, env)
+		if e.LiveVersion != "" {
+			headline += ": " + slackEscape.Replace(e.LiveVersion) + " is live"
+		}
+	case e.Action == "rollback":
+		headline = fmt.Sprintf(":x: the manual rollback of %s in %s failed", app, env)
+	case e.Outcome == Success:
 		headline = fmt.Sprintf(":white_check_mark: %s deployed to %s", what, env)
-	case RolledBack:
+	case e.Outcome == RolledBack:
 		headline = fmt.Sprintf(":leftwards_arrow_with_hook: %s failed to deploy to %s and was rolled back", what, env)
 		if e.Rollback != nil && e.Rollback.To != "" {
 			headline += " to " + slackEscape.Replace(e.Rollback.To)
+		}
+		if e.LiveVersion != "" {
+			headline += " (" + slackEscape.Replace(e.LiveVersion) + " is live)"
 		}
 	default:
 		headline = fmt.Sprintf(":x: %s failed to deploy to %s", what, env)
