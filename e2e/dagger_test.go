@@ -81,6 +81,42 @@ var printed struct {
 	b bytes.Buffer
 }
 
+// ran holds every function and flag that a successful dagger call of the suite used (see
+// uses), under printed's lock.
+var ran = map[string]bool{}
+
+// boolFlags are the module's flags that take no value.
+var boolFlags = map[string]bool{"allow-failure": true, "skip-tests": true, "force": true, "latest": true,
+	"image-latest": true, "protected": true}
+
+// uses lists what a `dagger call` command line uses, as "FUNCTION --FLAG" and "FUNCTION"
+// ("call --FLAG" for the module's own arguments); the chained core functions after the
+// module's (export, entries, with-exec...) count too.
+func uses(args []string) []string {
+	for len(args) > 0 && args[0] != "call" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	fn := "call"
+	var out []string
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "--") {
+			flag, _, hasValue := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+			out = append(out, fn+" --"+flag)
+			if !hasValue && !boolFlags[flag] {
+				i++ // its value
+			}
+			continue
+		}
+		fn = a
+		out = append(out, fn)
+	}
+	return out
+}
+
 // dagger runs `dagger --progress=plain -m <module> <args...>` in dir with env added to the
 // environment, as a user in the application's repository does (-m names the module the way
 // `dagger -m github.com/pushdeploy/pushdeploy@main` does, here by its local path).
@@ -99,6 +135,11 @@ func (e *engine) dagger(t *testing.T, dir string, env []string, args ...string) 
 	r := &run{args: args, stdout: stdout.String(), stderr: stderr.String(), err: err, took: time.Since(start)}
 	printed.Lock()
 	printed.b.WriteString(r.all())
+	if err == nil {
+		for _, u := range uses(args) {
+			ran[u] = true
+		}
+	}
 	printed.Unlock()
 	outcome := "pass"
 	if err != nil {

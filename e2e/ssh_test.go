@@ -108,7 +108,8 @@ func TestSSHDeploy(t *testing.T) {
 	e := needEngine(t)
 	a := newSSHApp(t, e)
 	pd := func(revision string, args ...string) []string {
-		return append([]string{"call", "--source", ".", "--revision", revision, "--branch", "main"}, args...)
+		return append([]string{"call", "--source", ".", "--revision", revision, "--branch", "main",
+			"--source-url", "https://example.com/hello.git"}, args...)
 	}
 
 	// The file names env:SSH_KEY and the caller passes it with --secrets (issue: names
@@ -147,6 +148,8 @@ func TestSSHDeploy(t *testing.T) {
 	// status with the same inputs as before answers anew: not the cached r1 answer.
 	status2 := e.ok(t, a.dir, a.env, pd("r1", "--ssh-key", "env:SSH_KEY", "status", "--env", "staging")...)
 	mustContain(t, "status after r2 (same call as after r1)", status2, r2.Release)
+	statusJSON := e.ok(t, a.dir, a.env, pd("r1", "--ssh-key", "env:SSH_KEY", "status", "--config", "pushdeploy.yaml", "--format", "json")...)
+	mustContain(t, "status --format json", statusJSON, `"env": "staging"`, r2.Release)
 
 	// The same deploy again acts: it finds r2 live and says so, under the lock.
 	out = e.ok(t, a.dir, a.env, pd("r2", "--ssh-key", "env:SSH_KEY", "deploy", "--env", "staging", "--format", "json")...)
@@ -191,7 +194,8 @@ func TestSSHDeploy(t *testing.T) {
 	if got := live(t, a.prod); got != "" {
 		t.Fatalf("a refused deploy changed production: it runs %q", got)
 	}
-	out = e.ok(t, a.dir, a.env, pd("r1", "--ssh-key", "env:SSH_KEY", "deploy", "--env", "production", "--approved-by", "alice", "--format", "json")...)
+	out = e.ok(t, a.dir, a.env, pd("r1", "--ssh-key", "env:SSH_KEY", "deploy", "--config", "pushdeploy.yaml", "--env", "production",
+		"--approved-by", "alice", "--deployer", "ci-job", "--pipeline-id", "https://ci.example.com/runs/1", "--skip-tests", "--format", "json")...)
 	if p := parseRecord(t, out); p.Outcome != "deployed" || live(t, a.prod) != p.Release {
 		t.Fatalf("approved production deploy: %+v; the host runs %q", p, live(t, a.prod))
 	}

@@ -150,6 +150,11 @@ func startDockerd() (*Dockerd, error) {
 		// Containers outlive no test: nothing to restore at start.
 		"--live-restore=false",
 	)
+	// A registry on the address a Dagger engine's containers reach this machine at (the
+	// real-engine suite publishes there) is plain HTTP, as loopback registries are.
+	if addr := os.Getenv("DAGGER_HARNESS_HOST_ADDR"); addr != "" {
+		d.cmd.Args = append(d.cmd.Args, "--insecure-registry="+addr+"/32")
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// The engine goes with the test binary even if TestMain never stops it.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
