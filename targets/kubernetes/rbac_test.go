@@ -183,8 +183,9 @@ func flow(ctx context.Context, tg *kubernetes.Target, log pipeline.Option) error
 	if err := pipeline.StatusError([]pipeline.EnvStatus{{Env: "test", Kind: "kubernetes", Hosts: st}}); err != nil || st[0].Rollout != kubernetes.RolloutComplete {
 		return fmt.Errorf("status: %v (rollout %q)", err, st[0].Rollout)
 	}
-	if _, err := pipeline.History(ctx, tg, 0); err != nil {
-		return fmt.Errorf("history: %w", err)
+	// Every operation's record is in the journal: two deploys, the failed one, the rollback.
+	if recs, err := pipeline.History(ctx, tg, 0); err != nil || len(recs) != 4 {
+		return fmt.Errorf("history: %d records, want 4: %v", len(recs), err)
 	}
 	if _, err := tg.Deployments()[0].History(ctx); err != nil {
 		return fmt.Errorf("revisions: %w", err)
@@ -216,7 +217,9 @@ func TestGeneratedRole(t *testing.T) {
 }
 
 // TestGeneratedRoleHasNoUnusedRule removes each rule of the generated Role in turn: some
-// step of the flow must then fail, refused.
+// step of the flow must then fail. The preflight is skipped, so that what fails is the
+// call that needs the rule (or what it should have done: a journal record missing, a failed
+// release not marked), not the preflight's list of the permissions: no rule is unused.
 func TestGeneratedRoleHasNoUnusedRule(t *testing.T) {
 	t.Parallel()
 	c := k8sbench.Shared(t)
@@ -228,15 +231,12 @@ func TestGeneratedRoleHasNoUnusedRule(t *testing.T) {
 			deployment(t, c, ns, "web", 1, 600)
 			without := func(rs []rbacv1.PolicyRule) []rbacv1.PolicyRule { return slices.Delete(slices.Clone(rs), i, i+1) }
 			tg, _ := generatedRole(t, c, ns, []kubernetes.Workload{{Name: "web"}}, without)
+			kubernetes.SkipPreflight(tg)
 			err := flow(t.Context(), tg, pipeline.WithLogger(logWriter{t}))
 			if err == nil {
 				t.Fatalf("the flow succeeded without rule %+v: the rule is unused", rule)
 			}
-			for _, v := range rule.Verbs {
-				if !strings.Contains(err.Error(), v+" "+rule.Resources[0]) {
-					t.Errorf("the failure does not name %s %s: %v", v, rule.Resources[0], err)
-				}
-			}
+			t.Logf("without %v %s: %v", rule.Verbs, rule.Resources[0], err)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -43,11 +44,13 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = byName
-			return deps.List(ctx, o)
+			l, err := deps.List(ctx, o)
+			return l, refused(err, fail)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = byName
-			return deps.Watch(ctx, o)
+			w, err := deps.Watch(ctx, o)
+			return w, refused(err, fail)
 		},
 	}, d.t.cs)
 	w := &rolloutWatch{d: d, ff: d.t.o.failFast, kick: make(chan struct{}, 1)}
@@ -90,9 +93,12 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ecancel()
 	var rf *RolloutFailure
+	cause := context.Cause(fctx)
 	switch {
-	case errors.As(err, &rf) || errors.As(context.Cause(fctx), &rf):
+	case errors.As(err, &rf) || errors.As(cause, &rf):
 		return fmt.Errorf("deployment %q failed before its deadline: %w", d.name, rf)
+	case apierrors.IsForbidden(cause):
+		return d.t.explain(ectx, fmt.Errorf("following the rollout of deployment %q: %w", d.name, cause))
 	case errors.Is(err, errDeleted):
 		return fmt.Errorf("deployment %q was deleted during the rollout", d.name)
 	case ctx.Err() != nil:
@@ -105,6 +111,16 @@ func (d *Deployment) wait(ctx context.Context, generation int64) error {
 	default:
 		return fmt.Errorf("waiting for the rollout of deployment %q: %w", d.name, err)
 	}
+}
+
+// refused ends the rollout's wait when the API server refuses a list or a watch: the
+// reflector would otherwise retry for ever (or, refused a watch, fall back to listing
+// again and again), and a Role that lacks the permission is to be named, not worked around.
+func refused(err error, fail context.CancelCauseFunc) error {
+	if apierrors.IsForbidden(err) {
+		fail(err)
+	}
+	return err
 }
 
 // rolloutWatch is what the two watches of one rollout share: the latest Deployment, the
@@ -131,11 +147,13 @@ func (w *rolloutWatch) start(ctx context.Context, dep *appsv1.Deployment, fail c
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = sel.String()
-			return pods.List(ctx, o)
+			l, err := pods.List(ctx, o)
+			return l, refused(err, fail)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.LabelSelector = sel.String()
-			return pods.Watch(ctx, o)
+			w, err := pods.Watch(ctx, o)
+			return w, refused(err, fail)
 		},
 	}
 	kick := func() {
