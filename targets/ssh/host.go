@@ -389,7 +389,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	})
 	g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send) })
 	if err := g.Wait(); err != nil {
-		return err
+		return h.explainWrite(ctx, err)
 	}
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
@@ -429,6 +429,35 @@ func (h *Host) setLast(u Upload) {
 	h.mu.Lock()
 	h.last = u
 	h.mu.Unlock()
+}
+
+// explainWrite says what a failed SFTP write most likely was: sftp-server answers a full
+// filesystem (ENOSPC) with a bare SSH_FX_FAILURE ("Failure"), so the host is asked how much
+// room the application's filesystem has and whether the login may write there.
+func (h *Host) explainWrite(ctx context.Context, err error) error {
+	var se *sftp.StatusError
+	if !errors.As(err, &se) || (se.FxCode() != sftp.ErrSSHFxFailure && se.FxCode() != sftp.ErrSSHFxPermissionDenied) {
+		return err
+	}
+	dir := h.meta() + "/staging"
+	out, serr := h.script(context.WithoutCancel(ctx), fmt.Sprintf(`p=%s
+while [ ! -e "$p" ]; do p=$(dirname "$p"); done
+df -Pk "$p" | awk 'NR==2 {print $4}'
+if [ -w "$p" ]; then echo writable; else echo "not writable: $p"; fi`, sshconn.Quote(dir)))
+	if serr != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 {
+		return err
+	}
+	if kb, perr := strconv.ParseInt(strings.TrimSpace(lines[0]), 10, 64); perr == nil && kb < 1024 {
+		return fmt.Errorf("no space left on host %s: the filesystem of %s has %d KiB free: %w", h.addr, h.path, kb, err)
+	}
+	if w := strings.TrimSpace(lines[1]); strings.HasPrefix(w, "not writable: ") {
+		return fmt.Errorf("permission denied on host %s: user %q cannot write %s: %w", h.addr, h.user, strings.TrimPrefix(w, "not writable: "), err)
+	}
+	return err
 }
 
 // names turns staging numbers in sha256sum's complaints ("3: FAILED") into paths.
