@@ -240,7 +240,7 @@ func (e *engine) lock(ctx context.Context) (*heldLock, error) {
 			return nil, fmt.Errorf("taking the deploy lock: %w", err)
 		}
 		if e.o.lockWait == 0 {
-			return nil, fmt.Errorf("%w; wait for it (--lock-wait) or, if that deploy is dead, unlock", err)
+			return nil, fmt.Errorf("%w; wait for it (--lock-wait) or, if that deploy is dead, unlock (--force while the lock is within its ttl)", err)
 		}
 		if !e.o.now().Before(deadline) {
 			return nil, fmt.Errorf("%w; gave up after waiting %s", err, e.o.lockWait)

@@ -595,7 +595,7 @@ func lockStage(ctx context.Context, r *run) error {
 		for _, s := range r.st {
 			r.rec.Hosts = append(r.rec.Hosts, HostResult{Host: s.Host, Previous: s.Live.ID, Outcome: OutcomeUnchanged})
 		}
-		fmt.Fprintf(r.log, "    %s is live on every host already: nothing to deploy\n", r.release.Digest)
+		return Skip("%s is live on every host already (read under the lock): nothing to deploy", r.release.Digest)
 	}
 	return nil
 }
