@@ -297,8 +297,8 @@ func TestHungCommandsAreBounded(t *testing.T) {
 }
 
 // TestDockerPreflightBeforeTheLock: a Docker deploy user that cannot write the state
-// directory, or an engine socket that is not there, is found in the resolve stage: before
-// the lock, before any notification, nothing changed. (The fixed /var/lib/pushdeploy used to
+// directory, or an engine socket that is not there, is found by the preflight (at the end of
+// the gates): before the lock, before any notification, nothing changed. (The fixed /var/lib/pushdeploy used to
 // fail a non-root user at the lock, after a failure notification.)
 func TestDockerPreflightBeforeTheLock(t *testing.T) {
 	d := testbench.SharedDockerd(t)
@@ -328,8 +328,8 @@ func TestDockerPreflightBeforeTheLock(t *testing.T) {
 				Artifact: &pipeline.Artifact{Image: "127.0.0.1:1/web@sha256:" + strings.Repeat("0", 64)},
 			})
 			t.Logf("deploy:\n%s", log.String())
-			if err == nil || !strings.HasPrefix(err.Error(), "resolve: ") {
-				t.Fatalf("deploy: %v; want a failure in the resolve stage", err)
+			if err == nil || !strings.HasPrefix(err.Error(), "gates: ") {
+				t.Fatalf("deploy: %v; want the preflight to refuse it, at the end of the gates", err)
 			}
 			for _, w := range tc.says {
 				if !strings.Contains(err.Error(), w) {
