@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/pushdeploy/pushdeploy/internal/dagger"
@@ -202,6 +203,13 @@ func (m *Pushdeploy) BuildArtifacts(
 		ctr, err := m.Build(ctx, kind, pkg, "")
 		if err != nil {
 			return nil, err
+		}
+		ok, err := ctr.Rootfs().Exists(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("building the Dockerfile's image for its artifacts: %w", err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("the image the Dockerfile builds has no %q to deploy as files: name the directory (build.artifacts, --path) or build as go or node (build.kind, --kind)", path)
 		}
 		return ctr.Directory(path), nil
 	}

@@ -88,11 +88,12 @@ environments:
     ssh:
       hosts:
         - host: %q
+          port: %d
           user: %s
       key: env:SSH_KEY
       known_hosts: file:known_hosts
       path: %s
-`, hosts[0].Addr, hosts[0].User, a.staging, hosts[1].Addr, hosts[1].User, a.prod)
+`, hosts[0].Addr, hosts[0].User, a.staging, e.hostAddr, hosts[1].Port, hosts[1].User, a.prod)
 	if err := os.WriteFile(filepath.Join(a.dir, "pushdeploy.yaml"), []byte(file), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +210,10 @@ func TestSSHWithoutFile(t *testing.T) {
 	e := needEngine(t)
 	hosts := testbench.SSHHosts(t, 1, testbench.SSHListenHost(e.hostAddr))
 	app := copyTree(t, filepath.Join(e.module, "examples", "hello"))
+	// A Go project without a Dockerfile: its artifacts are the binary.
+	if err := os.Remove(filepath.Join(app, "Dockerfile")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(app, "known_hosts"), hosts[0].KnownHosts, 0o644); err != nil {
 		t.Fatal(err)
 	}
