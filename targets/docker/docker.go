@@ -7,7 +7,10 @@
 // digest and labelled with the release. Activating a release stops the live container
 // gracefully (it is kept, stopped, for rollback) and starts the release's container. The
 // container's own HEALTHCHECK says whether it is healthy when the image has one
-// (targets.SelfChecker); the pipeline's configured check runs after it.
+// (targets.SelfChecker); the pipeline's configured check runs after it; then, for the
+// pipeline's stability window, the container must keep running, the same start, not
+// restarted (targets.Steadier, watched through the engine's events). A container with no
+// check at all is healthy only once it has kept running for the window.
 //
 // Between stopping the old container and the new one listening, nothing serves: the seed's
 // stop-then-start, measured in bench/docker. WithBlueGreen removes that gap when a reverse
