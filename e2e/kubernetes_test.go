@@ -112,6 +112,8 @@ environments:
 		t.Fatalf("rollback: %+v; the Deployment runs %s, want %s", r, image(), refs[0])
 	}
 	e.ok(t, app, nil, pd("history", "--env", "staging")...)
+	role := e.ok(t, app, nil, "call", "--source", ".", "rbac", "--env", "staging")
+	mustContain(t, "rbac", role, "kind: Role", "kind: RoleBinding", ns, "- web", "ci-deployer")
 	mustContain(t, "unlock", e.ok(t, app, nil, pd("unlock", "--env", "staging")...), "was not locked")
 	assertNoSecret(t, string(kc))
 }
