@@ -1,6 +1,7 @@
 package kubernetes_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
 	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/kubernetes"
 )
@@ -191,9 +193,21 @@ func TestManualUndo(t *testing.T) {
 	if !strings.Contains(st.RolloutReason, "ImagePullBackOff") && !strings.Contains(st.RolloutReason, "progress deadline") {
 		t.Errorf("stuck reason %q names neither the pods' reason nor the progress deadline", st.RolloutReason)
 	}
-	err = pipeline.StatusError([]pipeline.EnvStatus{{Env: "test", Kind: "kubernetes", Hosts: []targets.Status{st}}})
-	if err == nil || !strings.Contains(err.Error(), `deployment "web": rollout stuck`) {
+	// What `pushdeploy status` runs: the environments' status, then its error for the exit code.
+	file, err := config.Parse("pushdeploy.yaml", []byte("app: shop\nimage: {repository: registry.test/web}\nenvironments:\n  test:\n    kubernetes:\n      namespace: "+ns+"\n      deployments: [web]\n"))
+	must(t, err)
+	x := &pipeline.Environments{File: file, Targets: func(context.Context, *config.File, string, *pipeline.Secrets) (targets.Target, error) {
+		return target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}}, kubernetes.WithStartGrace(0)), nil
+	}}
+	envs := x.CheckedStatus(t.Context(), false)
+	err = pipeline.StatusError(envs)
+	if err == nil || !strings.Contains(err.Error(), `test: deployment "web": rollout stuck`) {
 		t.Errorf("status error of a stuck rollout: %v", err)
+	}
+	var js strings.Builder
+	must(t, pipeline.JSON(&js, envs))
+	if !strings.Contains(js.String(), `"rollout": "stuck"`) || !strings.Contains(js.String(), `"state": "not checked"`) {
+		t.Errorf("status JSON lacks the stuck rollout or the health:\n%s", js.String())
 	}
 	var out strings.Builder
 	must(t, pipeline.RenderStatus(&out, []pipeline.EnvStatus{{Env: "test", Kind: "kubernetes", Hosts: []targets.Status{st}}}))
