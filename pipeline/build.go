@@ -3,8 +3,11 @@ package pipeline
 import (
 	"fmt"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
 )
 
 // Kinds of project that build and test detect.
@@ -115,4 +118,19 @@ func TestFailure(kind string, code int, output string) error {
 // usual report and also write JUnit XML to path; other processes ignore them.
 func NodeTestReporters(path string) string {
 	return "--test-reporter=spec --test-reporter-destination=stdout --test-reporter=junit --test-reporter-destination=" + path
+}
+
+// ArtifactsDir is where a file deploy's artifacts are, as the environments file says:
+// build.artifacts (default dist) in build.context (default "."), both relative to the
+// directory the file is in (fileDir).
+func ArtifactsDir(b config.Build, fileDir string) string {
+	ctx := b.Context
+	if ctx == "" {
+		ctx = "."
+	}
+	art := strings.TrimSuffix(b.Artifacts, "/")
+	if art == "" {
+		art = DefaultArtifactsDir
+	}
+	return filepath.Join(fileDir, ctx, art)
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
 )
 
 func init() {
@@ -31,6 +35,9 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 				File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: c.deployer, PipelineID: c.pipelineID,
 				Source:  pipeline.Source{Revision: revision, Branch: branch, Tag: tag, Version: version},
 				Secrets: x.Secrets, Targets: x.Targets, Log: cmd.ErrOrStderr(), RunHook: runHookLocally,
+			}
+			if artifacts == "" && imagePath == "" && image == "" {
+				artifacts = builtArtifacts(x.File, env)
 			}
 			if artifacts != "" || imagePath != "" || image != "" {
 				req.Artifact = &pipeline.Artifact{Dir: artifacts, ImagePath: imagePath, Image: image}
@@ -227,4 +234,21 @@ and returns every host it switched to its previous release.`,
 	_ = cmd.MarkFlagRequired("env")
 	cmd.Flags().BoolVar(&force, "force", false, "break a lock within its ttl too (its deploy stops and rolls back)")
 	return cmd
+}
+
+// builtArtifacts is, for an ssh environment deployed without --artifacts, the directory the
+// file says an earlier build left them in (build.context and build.artifacts, relative to
+// the file), when it exists; "" otherwise, and the deploy says what it lacks.
+func builtArtifacts(f *config.File, env string) string {
+	if f == nil {
+		return ""
+	}
+	if e, err := f.Env(env); err != nil || e.Kind() != "ssh" {
+		return ""
+	}
+	dir := pipeline.ArtifactsDir(f.Build, filepath.Dir(f.Name()))
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return ""
+	}
+	return dir
 }
