@@ -128,4 +128,9 @@ environments:
 	if live := st[0].Hosts[0].Live; live == nil || live.Digest != digest(ref) {
 		t.Errorf("the host runs %+v; want %s", live, digest(ref))
 	}
+	// plan resolves the tag too: the digest it names is live, nothing to do.
+	changes, err := x.Plan(context.Background(), "test", pipeline.Artifact{Image: tag})
+	if err != nil || len(changes) != 1 || !changes[0].Noop {
+		t.Errorf("plan of the live tag: %+v, %v; want no change", changes, err)
+	}
 }

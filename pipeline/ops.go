@@ -128,7 +128,15 @@ func (x *Environments) Plan(ctx context.Context, name string, art Artifact) ([]t
 			return nil, err
 		}
 	case art.Image != "":
-		r.Digest = digestOf(art.Image)
+		if !strings.Contains(art.Image, "@") {
+			// A tag: what a deploy would resolve it to, up front.
+			pinned, err := registryPublisher{}.Resolve(ctx, art.Image, x.File.Image, &x.Secrets)
+			if err != nil {
+				return nil, fmt.Errorf("resolving image tag %q to its digest: %w", art.Image, err)
+			}
+			r.Image = pinned
+		}
+		r.Digest = digestOf(r.Image)
 	case art.ImagePath != "":
 		img, _, closeFn, err := publish.Open(art.ImagePath)
 		if err != nil {
