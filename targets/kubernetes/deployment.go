@@ -375,7 +375,9 @@ func (d *Deployment) Prepare(ctx context.Context, r targets.Release) error {
 		return err
 	}
 	d.mu.Lock()
-	d.prepared[r.ID] = r
+	// One deploy at a time: what an earlier deploy of this process prepared is history now,
+	// and a Discard of it (pruning) must not mark it failed.
+	d.prepared = map[string]targets.Release{r.ID: r}
 	d.mu.Unlock()
 	return nil
 }

@@ -249,3 +249,29 @@ func TestFailedCreateFailsFast(t *testing.T) {
 		t.Errorf("error: %v", err)
 	}
 }
+
+// TestPruneDoesNotMarkFailed: a target that deploys twice discards (prunes) the first
+// release later: that is no failure, and the release is not marked failed.
+func TestPruneDoesNotMarkFailed(t *testing.T) {
+	t.Parallel()
+	c := k8sbench.Shared(t)
+	ns := c.Namespace(t)
+	deployment(t, c, ns, "web", 1, 600)
+	tg := target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}})
+	r1 := release("20261201T105000Z", "registry.test/web")
+	r2 := release("20261201T105100Z", "registry.test/web")
+	for _, r := range []targets.Release{r1, r2} {
+		if _, err := rollout(t, tg, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := tg.Hosts()[0]
+	must(t, h.Discard(t.Context(), r1.ID))
+	st, err := h.Status(t.Context())
+	must(t, err)
+	for _, k := range st.Kept {
+		if k.Failed {
+			t.Errorf("release %s marked failed after a prune", k.ID)
+		}
+	}
+}
