@@ -83,20 +83,22 @@ func TestUnwritableDirectorySaysSo(t *testing.T) {
 	if _, err := f.deploy(t, file, "one", writeFiles(t, "one"), nil); err != nil {
 		t.Fatal(err)
 	}
-	// The releases directory taken from the deploy user (root owns it now).
-	rel := filepath.Join(f.appDir(0), ".pushdeploy")
-	if err := os.Chown(rel, 0, 0); err != nil {
+	// The directory uploads are staged in, taken from the deploy user (root owns it now).
+	staging := filepath.Join(f.appDir(0), ".pushdeploy", "staging")
+	if err := os.MkdirAll(staging, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(rel, 0o755); err != nil {
+	if err := os.Chown(staging, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.deploy(t, file, "two", bigFiles(t, "two", 1), nil)
 	if err == nil {
 		t.Fatal("a deploy into an unwritable directory succeeded")
 	}
-	if !strings.Contains(strings.ToLower(err.Error()), "permission denied") {
-		t.Errorf("error %q does not say permission denied", err)
+	for _, want := range []string{"permission denied on host " + f.hosts[0].Addr, `user "` + f.hosts[0].User + `" cannot write ` + staging} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 	t.Logf("%v", err)
 	f.assertServes(t, "one")

@@ -436,7 +436,8 @@ func (h *Host) setLast(u Upload) {
 // room the application's filesystem has and whether the login may write there.
 func (h *Host) explainWrite(ctx context.Context, err error) error {
 	var se *sftp.StatusError
-	if !errors.As(err, &se) || (se.FxCode() != sftp.ErrSSHFxFailure && se.FxCode() != sftp.ErrSSHFxPermissionDenied) {
+	sftpErr := errors.As(err, &se) && (se.FxCode() == sftp.ErrSSHFxFailure || se.FxCode() == sftp.ErrSSHFxPermissionDenied)
+	if !sftpErr && !errors.Is(err, os.ErrPermission) {
 		return err
 	}
 	dir := h.meta() + "/staging"
