@@ -275,3 +275,25 @@ func TestPruneDoesNotMarkFailed(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashLoopThreshold: a container that crash-loops the way the kubelet reports it
+// (kwok's "flapping": restart 1, then one more at each report) fails the rollout at the
+// report that reaches the threshold, not before.
+func TestCrashLoopThreshold(t *testing.T) {
+	t.Parallel()
+	c := k8sbench.Shared(t)
+	ns := c.Namespace(t)
+	deployment(t, c, ns, "web", 1, 600)
+	tg := target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}})
+	h := tg.Hosts()[0]
+	r := release("20261201T106000Z", "registry.test/web-flapping")
+	must(t, h.Prepare(t.Context(), r))
+	err := h.Activate(t.Context(), r.ID)
+	var rf *kubernetes.RolloutFailure
+	if !errors.As(err, &rf) || rf.Reason != "CrashLoopBackOff" || rf.Container != "web" {
+		t.Fatalf("flapping release: %v, want a CrashLoopBackOff failure of container web", err)
+	}
+	if rf.Restarts != kubernetes.DefaultCrashLoopRestarts {
+		t.Errorf("failed at %d restarts, want exactly the threshold %d", rf.Restarts, kubernetes.DefaultCrashLoopRestarts)
+	}
+}

@@ -2,7 +2,8 @@
 // kube-controller-manager, kube-scheduler and kwok (one fake node that drives pod status),
 // all on 127.0.0.1, with RBAC on and service-account tokens. No container runtime: kwok
 // makes pods Ready, or keeps them in ImagePullBackOff / CrashLoopBackOff when their image
-// reference contains "broken" / "crash" (kwok-stages.yaml), so Deployments roll out, time
+// reference contains "broken" / "crash" (kwok-stages.yaml; "flapping" crash-loops with a
+// restart a second, as a kubelet reports it), so Deployments roll out, time
 // out and roll back for real.
 //
 // It is a package of its own, not part of testbench, so that only the tests that need a
