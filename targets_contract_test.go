@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pushdeploy/pushdeploy/internal/contract"
@@ -23,22 +21,7 @@ import (
 func TestModuleDeploysToKubernetes(t *testing.T) {
 	c := k8sbench.Shared(t)
 	ns := c.Namespace(t)
-	replicas, deadline := int32(2), int32(30)
-	labels := map[string]string{"app": "web"}
-	_, err := c.Client.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas, ProgressDeadlineSeconds: &deadline,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.test/web:initial"}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c.Deployment(t, ns, "web", "registry.test/web:initial", 2, 30)
 	kubeconfig := string(c.Kubeconfig)
 	eng := connect(t, contract.Secret("file:///kubeconfig", kubeconfig))
 	m := module()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -14,12 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
@@ -32,23 +27,8 @@ func TestKubernetesDeploy(t *testing.T) {
 	e := needEngine(t)
 	c := k8sbench.Shared(t)
 	ns := c.Namespace(t)
-	applyShippedRole(t, c, ns)
-	replicas, deadline := int32(2), int32(60)
-	labels := map[string]string{"app": "web"}
-	_, err := c.Client.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas, ProgressDeadlineSeconds: &deadline,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.test/web:initial"}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("creating deployment web: %v", err)
-	}
+	c.ApplyRBACFile(t, ns, "../deploy/kubernetes/rbac.yaml", nil)
+	c.Deployment(t, ns, "web", "registry.test/web:initial", 2, 60)
 
 	// Two images in a registry the engine reaches, pushed by the test.
 	reg := testbench.DistributionRegistry(t, testbench.RegistryNoAuth(), testbench.RegistryListenHost(e.hostAddr))
@@ -116,45 +96,6 @@ environments:
 	mustContain(t, "rbac", role, "kind: Role", "kind: RoleBinding", ns, "- web", "ci-deployer")
 	mustContain(t, "unlock", e.ok(t, app, nil, pd("unlock", "--env", "staging")...), "was not locked")
 	assertNoSecret(t, string(kc))
-}
-
-// applyShippedRole creates deploy/kubernetes/rbac.yaml's objects in ns, verbatim.
-func applyShippedRole(t *testing.T, c *k8sbench.Cluster, ns string) {
-	t.Helper()
-	b, err := os.ReadFile("../deploy/kubernetes/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range bytes.Split(b, []byte("\n---\n")) {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "ServiceAccount":
-			var sa corev1.ServiceAccount
-			if err = yaml.Unmarshal(doc, &sa); err == nil {
-				_, err = c.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(), &sa, metav1.CreateOptions{})
-			}
-		case "Role":
-			var r rbacv1.Role
-			if err = yaml.Unmarshal(doc, &r); err == nil {
-				_, err = c.Client.RbacV1().Roles(ns).Create(t.Context(), &r, metav1.CreateOptions{})
-			}
-		case "RoleBinding":
-			var rb rbacv1.RoleBinding
-			if err = yaml.Unmarshal(doc, &rb); err == nil {
-				_, err = c.Client.RbacV1().RoleBindings(ns).Create(t.Context(), &rb, metav1.CreateOptions{})
-			}
-		case "":
-			continue
-		default:
-			t.Fatalf("rbac.yaml: unexpected kind %q", meta.Kind)
-		}
-		if err != nil {
-			t.Fatalf("applying rbac.yaml's %s: %v", meta.Kind, err)
-		}
-	}
 }
 
 // reachable rewrites a kubeconfig of the bench's API server (on 127.0.0.1) to go through a
