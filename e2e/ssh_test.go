@@ -158,10 +158,14 @@ func TestSSHDeploy(t *testing.T) {
 		t.Errorf("deploying r2 again: outcome %q; want unchanged (a cached answer would repeat %q)", again.Outcome, r2.Outcome)
 	}
 
-	// A failing health check (the file's check overridden by with-environment) rolls back.
+	// A health check that fails for the new release only (the file's check overridden by
+	// with-environment; it sees the release's PUSHDEPLOY_* fields) rolls back to r2.
 	msg = e.fails(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY",
-		"with-environment", "--health-command", "exit 3", "deploy", "--env", "staging")...)
-	mustContain(t, "the failed deploy", msg, "health", "ROLLED BACK")
+		"with-environment", "--health-command", `test "$PUSHDEPLOY_VERSION" != r3`, "deploy", "--env", "staging")...)
+	mustContain(t, "the failed deploy", msg, "health", "rolled back")
+	if strings.Contains(msg, "ROLLBACK FAILED") {
+		t.Errorf("r2 was not healthy again after the rollback:\n%s", tailOf(msg, 3000))
+	}
 	if got := live(t, a.staging); got != r2.Release {
 		t.Fatalf("after the failed deploy the host runs %q; want r2's %q", got, r2.Release)
 	}
