@@ -105,8 +105,9 @@ func (m *Pushdeploy) Rollback(
 
 // Show what runs where: live release, version and digest per host, and who holds a lock.
 //
-// Every environment of pushdeploy.yaml, or only env. Fails when an environment cannot be
-// read, a rollout is stuck or a host is unhealthy, printing the table all the same.
+// Every environment of pushdeploy.yaml, or only env; each host's health check run once, and
+// each Deployment's rollout state (complete, progressing, stuck). Fails when an environment
+// cannot be read, a rollout is stuck or a host is unhealthy, printing the table all the same.
 // +cache="never"
 func (m *Pushdeploy) Status(
 	ctx context.Context,
@@ -116,6 +117,9 @@ func (m *Pushdeploy) Status(
 	// Only this environment.
 	// +optional
 	env string,
+	// Do not run each host's health check once (the HEALTH column then says "not checked").
+	// +optional
+	noCheck bool,
 	// text or json.
 	// +default="text"
 	format string,
@@ -125,7 +129,7 @@ func (m *Pushdeploy) Status(
 		if env != "" {
 			names = []string{env}
 		}
-		st := x.Status(ctx, names...)
+		st := x.CheckedStatus(ctx, !noCheck, names...)
 		return result{v: st, text: func(w io.Writer) error { return pipeline.RenderStatus(w, st) }}, pipeline.StatusError(st)
 	})
 }
@@ -141,7 +145,8 @@ func (m *Pushdeploy) Plan(
 	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
 	// +optional
 	config *dagger.File,
-	// An image published already (repo@sha256:...) to plan instead of building one.
+	// An image published already (repo@sha256:... or repo:tag, resolved to its digest) to
+	// plan instead of building one.
 	// +optional
 	image string,
 	// Files built already for an ssh environment, to plan instead of building them.
@@ -342,7 +347,7 @@ func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env st
 		return []byte(s), err
 	}
 	sec.Preload(f)
-	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(targetExtra)}, nil
+	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(targetExtra), RunHook: m.runHook}, nil
 }
 
 // environmentsFile parses the file given, else the source's pushdeploy.yaml when it has

@@ -47,6 +47,10 @@ func (m *Pushdeploy) WithEnvironment(
 	// Paths, relative to a release, kept in PATH/shared and linked into every release (ssh).
 	// +optional
 	shared []string,
+	// How long the restart command may run before it is killed and the host fails, e.g. 30s
+	// (ssh). Default: 2m.
+	// +optional
+	restartTimeout string,
 	// The container's name (docker). Default: APP-ENV.
 	// +optional
 	container string,
@@ -82,6 +86,13 @@ func (m *Pushdeploy) WithEnvironment(
 	// 10s.
 	// +optional
 	stopTimeout string,
+	// The directory on the hosts that keeps the deploy lock and history, absolute or relative
+	// to the SSH user's home (docker). Default: .pushdeploy.
+	// +optional
+	stateDir string,
+	// The Docker Engine's unix socket on the hosts (docker). Default: /var/run/docker.sock.
+	// +optional
+	dockerSocket string,
 	// The kubeconfig context (kubernetes). Default: the current context.
 	// +optional
 	kubeContext string,
@@ -132,6 +143,10 @@ func (m *Pushdeploy) WithEnvironment(
 	// How many health attempts fail before a host counts as unhealthy. Default: 30.
 	// +optional
 	healthRetries int,
+	// How long a host must keep passing its check (a container keep running) after it first
+	// passes, e.g. 10s. Default: 5s.
+	// +optional
+	healthStable string,
 	// Hosts deployed at a time: a count (2) or a percentage (25%). Default: every host at
 	// once.
 	// +optional
@@ -188,6 +203,7 @@ func (m *Pushdeploy) WithEnvironment(
 		Path:            path,
 		Restart:         restart,
 		Shared:          shared,
+		RestartTimeout:  restartTimeout,
 		Container:       container,
 		Publish:         publish,
 		Network:         network,
@@ -198,6 +214,8 @@ func (m *Pushdeploy) WithEnvironment(
 		Memory:          memory,
 		CPUs:            cpus,
 		StopTimeout:     stopTimeout,
+		StateDir:        stateDir,
+		DockerSocket:    dockerSocket,
 		KubeContext:     kubeContext,
 		Namespace:       namespace,
 		Deployments:     deployment,
@@ -214,6 +232,7 @@ func (m *Pushdeploy) WithEnvironment(
 		HealthInterval:  healthInterval,
 		HealthTimeout:   healthTimeout,
 		HealthRetries:   healthRetries,
+		HealthStable:    healthStable,
 		Batch:           batch,
 		Keep:            keep,
 		LockWait:        lockWait,

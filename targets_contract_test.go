@@ -50,7 +50,7 @@ environments:
 	if err != nil || d.Spec.Template.Spec.Containers[0].Image != img(2) || d.Status.UpdatedReplicas != 2 {
 		t.Fatalf("deployment after two deploys: image %q updated %d, %v", d.Spec.Template.Spec.Containers[0].Image, d.Status.UpdatedReplicas, err)
 	}
-	status, err := m.Status(ctx, cfg, "", "json")
+	status, err := m.Status(ctx, cfg, "", false, "json")
 	if err != nil || !strings.Contains(status, img(2)) {
 		t.Errorf("status: %v\n%s", err, status)
 	}

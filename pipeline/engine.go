@@ -37,7 +37,7 @@ type HostError struct {
 	Err  error
 }
 
-func (e *HostError) Error() string { return fmt.Sprintf("host %q: %s: %v", e.Host, e.Step, e.Err) }
+func (e *HostError) Error() string { return fmt.Sprintf("%s: %s: %v", hostNoun(e.Host), e.Step, e.Err) }
 func (e *HostError) Unwrap() error { return e.Err }
 
 // DeployError is a failed deploy: the first host that failed, and what the rollback did.
@@ -388,12 +388,12 @@ func (e *engine) undo(ctx context.Context, reason string, rec *Record, de *Deplo
 			defer wg.Done()
 			h, prev := hosts[i], e.prev[i]
 			if err := h.Activate(rctx, prev); err != nil {
-				errs[k] = fmt.Errorf("host %q: re-activating %q: %w", h.Name(), prev, err)
+				errs[k] = fmt.Errorf("%s: re-activating %q: %w", hostNoun(h.Name()), prev, err)
 				return
 			}
 			if prev != "" {
 				if err := e.healthy(rctx, h, prev); err != nil {
-					errs[k] = fmt.Errorf("host %q: previous release %q unhealthy after rollback: %w", h.Name(), prev, err)
+					errs[k] = fmt.Errorf("%s: previous release %q unhealthy after rollback: %w", hostNoun(h.Name()), prev, err)
 				}
 			}
 		}()

@@ -107,6 +107,7 @@ func rollbackCmd() *cobra.Command {
 func statusCmd() *cobra.Command {
 	var c common
 	var env string
+	var noCheck bool
 	cmd := &cobra.Command{
 		Use:   "status [--env NAME]",
 		Short: "Show what runs where, for every environment of the file",
@@ -120,7 +121,7 @@ func statusCmd() *cobra.Command {
 			if env != "" {
 				names = []string{env}
 			}
-			st := x.Status(cmd.Context(), names...)
+			st := x.CheckedStatus(cmd.Context(), !noCheck, names...)
 			if c.format == "json" {
 				err = pipeline.JSON(cmd.OutOrStdout(), st)
 			} else {
@@ -135,6 +136,7 @@ func statusCmd() *cobra.Command {
 	}
 	c.flags(cmd)
 	cmd.Flags().StringVar(&env, "env", "", "only this environment")
+	cmd.Flags().BoolVar(&noCheck, "no-check", false, "do not run each host's health check once (HEALTH: not checked)")
 	return cmd
 }
 

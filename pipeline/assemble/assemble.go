@@ -197,6 +197,12 @@ func kube(app, name string, env *config.Environment, s *pipeline.Secrets, extra 
 	if k.RolloutTimeout.Duration > 0 {
 		opts = append(opts, kubernetes.WithRolloutTimeout(k.RolloutTimeout.Duration))
 	}
+	if k.CrashLoopRestarts > 0 {
+		opts = append(opts, kubernetes.WithCrashLoopRestarts(k.CrashLoopRestarts))
+	}
+	if k.StartGrace.Duration > 0 {
+		opts = append(opts, kubernetes.WithStartGrace(k.StartGrace.Duration))
+	}
 	var ws []kubernetes.Workload
 	for _, d := range k.Deployments {
 		ws = append(ws, kubernetes.Workload{Name: d.Name, Containers: d.Containers})

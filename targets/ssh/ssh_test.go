@@ -569,8 +569,18 @@ func TestJournalOnEveryHost(t *testing.T) {
 			t.Fatalf("%s: history %q, %v", h.Name, b, err)
 		}
 	}
+	// A record the first host lacks (it was unreachable when the record was written) is
+	// still in the history: every host's journal is read and merged.
+	first := filepath.Join(appDir(hosts[0]), ".pushdeploy", "history.jsonl")
+	if err := os.WriteFile(first, []byte(`{"n":1,"outcome":"deployed"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := tg.Journal().Records(ctx, 10)
+	if err != nil || len(recs) != 3 || string(recs[2]) != `{"n":3,"outcome":"deployed"}` {
+		t.Fatalf("records with the first host missing two = %s, %v", recs, err)
+	}
 	hosts[0].Kill()
-	recs, err := tg.Journal().Records(ctx, 2)
+	recs, err = tg.Journal().Records(ctx, 2)
 	if err != nil || len(recs) != 2 || string(recs[1]) != `{"n":3,"outcome":"deployed"}` {
 		t.Fatalf("records with the first host down = %s, %v", recs, err)
 	}

@@ -49,7 +49,7 @@ type Target struct {
 	o        *options
 	hosts    []*Host
 	locker   *hoststate.Files
-	journal  *journal
+	journal  hoststate.Journals
 
 	buildMu   sync.Mutex
 	mu        sync.Mutex
@@ -98,16 +98,16 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 		seen[addr+h.path] = true
 		t.hosts = append(t.hosts, h)
 	}
-	// The lock lives on the primary (first) host, as Kamal's does; the history on every one.
-	t.journal = &journal{t: t}
+	// The lock lives on the primary (first) host, as Kamal's does; the history on every one,
+	// and history reads merge every host's.
 	for _, h := range t.hosts {
 		f, err := hoststate.New(h.client, h.meta(), name+" on "+h.addr)
 		if err != nil {
 			return nil, err
 		}
-		t.journal.files = append(t.journal.files, f)
+		t.journal = append(t.journal, f)
 	}
-	t.locker = t.journal.files[0]
+	t.locker = t.journal[0]
 	return t, nil
 }
 
