@@ -23,6 +23,20 @@ func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string) ([
 			return nil, fmt.Errorf("environment %q: %s %s target has no Role to generate (only kubernetes environments do)", name, article(env.Kind()), env.Kind())
 		}
 	}
+	if len(x.Secrets.Kubeconfig) == 0 && x.File != nil {
+		// The Role needs no credentials: without a kubeconfig the target is made with one
+		// that is never dialled, and the namespace must come from the file.
+		env, err := x.File.Env(name)
+		if err != nil {
+			return nil, err
+		}
+		if env.Kubernetes == nil || env.Kubernetes.Namespace == "" {
+			return nil, fmt.Errorf("environment %q: the Role is namespaced: set kubernetes.namespace in the file, or pass the kubeconfig whose context names it", name)
+		}
+		xx := *x
+		xx.Secrets.Kubeconfig = undialledKubeconfig(env.Kubernetes.Namespace)
+		x = &xx
+	}
 	_, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
@@ -45,4 +59,16 @@ func article(kind string) string {
 		return "an"
 	}
 	return "a"
+}
+
+// undialledKubeconfig is a kubeconfig for namespace ns whose server is never contacted:
+// what a target needs to say its Role.
+func undialledKubeconfig(ns string) []byte {
+	return []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://kubernetes.invalid"}}]
+users: [{name: none, user: {}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: "` + ns + `"}}]
+current-context: none
+`)
 }

@@ -48,6 +48,10 @@ environments:
 	if strings.Contains(out, "not-a-secret") {
 		t.Errorf("rbac output shows the token:\n%s", out)
 	}
+	// Without credentials: the same Role, from the file's namespace.
+	if bare, err := run(t, "rbac", "-f", file, "--env", "prod", "--service-account", "deployer"); err != nil || bare != out {
+		t.Errorf("rbac without a kubeconfig: %v\n%s\nwant the same as with one:\n%s", err, bare, out)
+	}
 	if out, err := run(t, "rbac", "-f", file, "--env", "staging"); err == nil || !strings.Contains(err.Error(), `environment "staging": an ssh target has no Role`) {
 		t.Errorf("rbac of an ssh environment: %v\n%s", err, out)
 	}
