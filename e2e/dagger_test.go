@@ -141,11 +141,21 @@ func (e *engine) dagger(t *testing.T, dir string, env []string, args ...string) 
 		}
 	}
 	printed.Unlock()
+	return r
+}
+
+// report logs the command, whether it did what the test wanted (succeed, or fail as
+// asserted), and its wall time; and appends that line to $PUSHDEPLOY_E2E_REPORT.
+func (r *run) report(t *testing.T, wantFailure bool) {
+	t.Helper()
 	outcome := "pass"
-	if err != nil {
-		outcome = "fail"
+	switch {
+	case wantFailure && r.err != nil:
+		outcome = "pass (failed as asserted)"
+	case (r.err != nil) != wantFailure:
+		outcome = "FAIL"
 	}
-	line := fmt.Sprintf("dagger %s\t%s\t%.1fs", strings.Join(args, " "), outcome, r.took.Seconds())
+	line := fmt.Sprintf("dagger %s\t%s\t%.1fs", strings.Join(r.args, " "), outcome, r.took.Seconds())
 	t.Logf("%s", line)
 	if p := os.Getenv(ReportEnv); p != "" {
 		if f, ferr := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); ferr == nil {
@@ -153,13 +163,13 @@ func (e *engine) dagger(t *testing.T, dir string, env []string, args ...string) 
 			f.Close()
 		}
 	}
-	return r
 }
 
 // ok runs a command that must succeed and returns its stdout.
 func (e *engine) ok(t *testing.T, dir string, env []string, args ...string) string {
 	t.Helper()
 	r := e.dagger(t, dir, env, args...)
+	r.report(t, false)
 	if r.err != nil {
 		t.Fatalf("dagger %s: %v\nstdout:\n%s\nstderr (end):\n%s", strings.Join(args, " "), r.err, r.stdout, tailOf(r.stderr, 6000))
 	}
@@ -170,6 +180,7 @@ func (e *engine) ok(t *testing.T, dir string, env []string, args ...string) stri
 func (e *engine) fails(t *testing.T, dir string, env []string, args ...string) string {
 	t.Helper()
 	r := e.dagger(t, dir, env, args...)
+	r.report(t, true)
 	if r.err == nil {
 		t.Fatalf("dagger %s succeeded; want a failure\nstdout:\n%s", strings.Join(args, " "), r.stdout)
 	}
