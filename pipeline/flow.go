@@ -394,9 +394,9 @@ func gatesStage(ctx context.Context, r *run) error {
 	var applied []string
 	if r.env.Protected {
 		if strings.TrimSpace(r.req.ApprovedBy) == "" {
-			return fmt.Errorf("environment %q is protected and this deploy is not approved: "+
+			return &GateError{Err: fmt.Errorf("environment %q is protected and this deploy is not approved: "+
 				"pass --approved-by NAME (in CI, the approver from the environment's gate: GitHub's "+
-				"environment reviewers, Jenkins' input submitter); nothing was changed", r.req.Env)
+				"environment reviewers, Jenkins' input submitter); nothing was changed", r.req.Env)}
 		}
 		applied = append(applied, fmt.Sprintf("approved by %q", r.req.ApprovedBy))
 	}
@@ -406,8 +406,8 @@ func gatesStage(ctx context.Context, r *run) error {
 			return err
 		}
 		if a := r.req.Artifact; a != nil && a.Image != "" && digestOf(a.Image) != digestOf(ref) {
-			return fmt.Errorf("environment %q deploys only what is live in %q: asked for %s, but %q runs %s; nothing was changed",
-				r.req.Env, from, digestOf(a.Image), from, digestOf(ref))
+			return &GateError{Err: fmt.Errorf("environment %q deploys only what is live in %q: asked for %s, but %q runs %s; nothing was changed",
+				r.req.Env, from, digestOf(a.Image), from, digestOf(ref))}
 		}
 		r.promote = ref
 		applied = append(applied, fmt.Sprintf("promoting %s, live and healthy in %q", ref, from))

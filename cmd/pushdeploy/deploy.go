@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -223,12 +224,14 @@ and returns every host it switched to its previous release.`,
 			if err != nil {
 				return err
 			}
-			if held == nil {
-				cmd.Printf("%s was not locked\n", env)
-				return nil
+			s := &pipeline.LockState{Env: env, Holder: held, Message: fmt.Sprintf("%s was not locked", env)}
+			if held != nil {
+				s.Message = fmt.Sprintf("%s unlocked; it was held by %s", env, held)
 			}
-			cmd.Printf("%s unlocked; it was held by %s\n", env, held)
-			return nil
+			if c.format == pipeline.FormatJSON {
+				return pipeline.JSON(cmd.OutOrStdout(), s)
+			}
+			return pipeline.RenderLock(cmd.OutOrStdout(), s)
 		},
 	}
 	c.flags(cmd)

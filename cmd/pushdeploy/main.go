@@ -3,6 +3,8 @@
 // pipeline, the same code the Dagger module calls; it has no deploy logic of its own.
 //
 //	go install github.com/pushdeploy/pushdeploy/cmd/pushdeploy@latest
+//
+// Its exit code says what happened (pipeline.ExitCode; pushdeploy --help lists them).
 package main
 
 import (
@@ -11,14 +13,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pushdeploy/pushdeploy/pipeline"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	err := execute(ctx, newRoot())
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushdeploy:", err)
-		os.Exit(1)
+		os.Exit(pipeline.ExitCode(err))
 	}
 }

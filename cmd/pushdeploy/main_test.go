@@ -2,20 +2,35 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"strings"
 	"testing"
 )
 
-// run runs the CLI with args and returns what it printed and its error.
+// run runs the CLI with args, as main does, and returns what it printed (stdout and
+// stderr) and its error.
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := newRoot()
 	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
+	err := runTo(&out, &out, args...)
 	return out.String(), err
+}
+
+// runSplit runs the CLI with args and returns its stdout and stderr apart.
+func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var o, e bytes.Buffer
+	err = runTo(&o, &e, args...)
+	return o.String(), e.String(), err
+}
+
+func runTo(stdout, stderr io.Writer, args ...string) error {
+	root := newRoot()
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	return execute(context.Background(), root)
 }
 
 func TestVersion(t *testing.T) {

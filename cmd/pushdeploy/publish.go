@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/pipeline"
@@ -46,6 +48,7 @@ func publishCmd() *cobra.Command {
 	var meta publish.SourceMeta
 	var latest, force bool
 	var extra []string
+	var format string
 	cmd := &cobra.Command{
 		Use:   "publish IMAGE REPOSITORY",
 		Short: "Push an OCI layout or image tarball and print its digest reference",
@@ -64,8 +67,7 @@ and prints repo@sha256:..., the reference deploys use.`,
 			if err != nil {
 				return err
 			}
-			cmd.Println(ref)
-			return nil
+			return printRef(cmd, format, ref)
 		},
 	}
 	r.flags(cmd)
@@ -76,12 +78,14 @@ and prints repo@sha256:..., the reference deploys use.`,
 	f.BoolVar(&latest, "latest", false, "also tag latest")
 	f.StringArrayVar(&extra, "extra-tag", nil, "a further tag (repeatable)")
 	f.BoolVar(&force, "force", false, "move commit and version tags that point at another digest")
+	formatFlag(cmd, &format)
 	return cmd
 }
 
 func promoteCmd() *cobra.Command {
 	var r registry
 	var tags []string
+	var format string
 	cmd := &cobra.Command{
 		Use:   "promote SOURCE@sha256:... REPOSITORY",
 		Short: "Copy an image by digest to another repository or registry, without rebuilding",
@@ -95,17 +99,18 @@ func promoteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cmd.Println(ref)
-			return nil
+			return printRef(cmd, format, ref)
 		},
 	}
 	r.flags(cmd)
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "a tag to set in the destination (repeatable)")
+	formatFlag(cmd, &format)
 	return cmd
 }
 
 func inspectCmd() *cobra.Command {
 	var r registry
+	var format string
 	cmd := &cobra.Command{
 		Use:   "inspect REF",
 		Short: "Resolve an image reference to its digest and read its revision label",
@@ -119,9 +124,36 @@ func inspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return pipeline.JSON(cmd.OutOrStdout(), info)
+			if format == pipeline.FormatJSON {
+				return pipeline.JSON(cmd.OutOrStdout(), info)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\nrevision: %s\nversion: %s\n", info.Ref, dashed(info.Revision), dashed(info.Version))
+			return err
 		},
 	}
 	r.flags(cmd)
+	formatFlag(cmd, &format)
 	return cmd
+}
+
+// formatFlag is -o/--format of the commands without the common flags.
+func formatFlag(cmd *cobra.Command, format *string) {
+	cmd.Flags().StringVarP(format, "format", "o", pipeline.FormatText, "text or json")
+}
+
+// printRef prints a published reference on stdout, alone on its line (REF=$(pushdeploy
+// publish ...)) or as JSON.
+func printRef(cmd *cobra.Command, format, ref string) error {
+	if format == pipeline.FormatJSON {
+		return pipeline.JSON(cmd.OutOrStdout(), map[string]string{"reference": ref})
+	}
+	_, err := fmt.Fprintln(cmd.OutOrStdout(), ref)
+	return err
+}
+
+func dashed(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
