@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,5 +91,53 @@ func TestLockCommands(t *testing.T) {
 	stdout, stderr, err := runSplit(t, e.cmd("unlock", "-o", "json")...)
 	if err != nil || json.Unmarshal([]byte(stdout), &s) != nil || s.Held || s.Message != "staging was not locked" {
 		t.Fatalf("unlock -o json: %v\nstdout %q\nstderr %q", err, stdout, stderr)
+	}
+}
+
+// signalWriter closes seen the first time what it is written contains want.
+type signalWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	want string
+	seen chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.want)
+	w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.want) {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+// TestDeployWaitsForMaintenanceLock: with lock.wait, a deploy that finds the lock held for a
+// maintenance window waits, and goes on once lock release frees it.
+func TestDeployWaitsForMaintenanceLock(t *testing.T) {
+	e := newSSHEnv(t)
+	if _, err := run(t, e.cmd("lock", "acquire", "--reason", "window")...); err != nil {
+		t.Fatal(err)
+	}
+	errw := &signalWriter{want: "waiting:", seen: make(chan struct{})}
+	done := make(chan error, 1)
+	var out strings.Builder
+	go func() {
+		done <- runTo(&out, errw, append(e.cmd("deploy", "--artifacts", e.artifacts), "--deployer", "bob@ci", "--lock-wait", "5m")...)
+	}()
+	select {
+	case <-errw.seen:
+	case err := <-done:
+		t.Fatalf("the deploy did not wait for the held lock: %v\n%s", err, errw.buf.String())
+	}
+	if _, err := run(t, e.cmd("lock", "release")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("deploy after the window: %v\n%s", err, errw.buf.String())
+	}
+	if !strings.Contains(out.String(), "DEPLOYED") {
+		t.Errorf("deploy record: %s", out.String())
 	}
 }
