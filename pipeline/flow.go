@@ -780,7 +780,7 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 				}
 				o, err := cm.Run(hctx, c, env)
 				if err != nil && hctx.Err() != nil {
-					return fmt.Errorf("host %q: timed out after %s, killed: %s", h.Name(), timeout, tail(o, 4000))
+					return fmt.Errorf("host %q: %s: %s", h.Name(), stoppedWhy(ctx, timeout), tail(o, 4000))
 				}
 				if err != nil {
 					return fmt.Errorf("host %q: %w: %s", h.Name(), err, tail(o, 4000))
@@ -795,7 +795,7 @@ func (r *run) hooks(ctx context.Context, point string, cmds []string) error {
 			out, err = r.req.RunHook(hctx, r.env.Hooks.Image, c, env)
 			switch {
 			case err != nil && hctx.Err() != nil:
-				err = fmt.Errorf("timed out after %s, killed: %s", timeout, tail(out, 4000))
+				err = fmt.Errorf("%s: %s", stoppedWhy(ctx, timeout), tail(out, 4000))
 			case err != nil:
 				err = fmt.Errorf("%w: %s", err, tail(out, 4000))
 			}
@@ -848,3 +848,12 @@ func prefixed(w io.Writer, prefix string) io.Writer {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// stoppedWhy says why a hook bounded by timeout under ctx was killed: its own timeout, or
+// the deploy's context (a lost lock, a cancelled deploy), with that cause.
+func stoppedWhy(ctx context.Context, timeout time.Duration) string {
+	if ctx.Err() != nil {
+		return fmt.Sprintf("killed: the deploy stopped (%v)", context.Cause(ctx))
+	}
+	return fmt.Sprintf("timed out after %s, killed", timeout)
+}
