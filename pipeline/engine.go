@@ -26,6 +26,7 @@ import (
 const (
 	StepStatus   = "status"
 	StepPrepare  = "prepare"
+	StepUpdated  = "updated" // the commands run in the staged release before the switch (targets.Updater)
 	StepActivate = "activate"
 	StepHealth   = "health"
 )
@@ -282,74 +283,206 @@ func live(st []targets.Status, digest string) (ids []string, all bool) {
 
 // move is what one host is to do: make id live, first staging release when it is not kept.
 type move struct {
-	id      string
-	release *targets.Release // nil: id is kept on the host already (a rollback)
-	skip    bool             // id is live already
+	id         string
+	release    *targets.Release // nil: id is kept on the host already (a rollback)
+	skip       bool             // id is live already
+	reactivate bool             // a deploy of a digest the host keeps: its kept release id goes live again
+}
+
+// OutcomeReactivated is a host's outcome when a deploy found the release's digest kept
+// there and made that release live again: nothing staged, nothing uploaded.
+const OutcomeReactivated = "re-activated"
+
+// reactivations turns a deploy's moves into re-activations when every host that is to move
+// keeps a release of the deploy's digest (a redeploy of an earlier release): each host makes
+// its latest such release live again, nothing is staged or uploaded. Only servers: a kept
+// release directory is the artifacts and nothing else (the restart command and shared paths
+// are the target's, as they are now), whereas a kept container carries the environment and
+// settings it was created with, which may have changed since; and a Deployment patched back
+// to an earlier pod template brings back its ReplicaSet by itself. It returns moves
+// unchanged when any host lacks the digest.
+func reactivations(kind string, moves []move, st []targets.Status) []move {
+	if kind != "ssh" || len(moves) != len(st) {
+		return moves
+	}
+	out := make([]move, len(moves))
+	found := false
+	for i, m := range moves {
+		out[i] = m
+		if m.skip {
+			continue
+		}
+		if m.release == nil || m.release.Digest == "" || (i > 0 && moves[0].release != nil && m.release.Digest != moves[0].release.Digest) {
+			return moves
+		}
+		id := ""
+		for _, k := range st[i].Kept { // oldest first: the latest of the digest wins
+			if k.Digest == m.release.Digest && !k.Failed && !k.Foreign && k.ID != "" {
+				id = k.ID
+			}
+		}
+		if id == "" {
+			return moves
+		}
+		out[i] = move{id: id, reactivate: true}
+		found = true
+	}
+	if !found {
+		return moves
+	}
+	return out
+}
+
+// updates says whether a host of batch runs commands in its staged release before the
+// switch: then every host of the batch stages first, and none switches unless all staged.
+func updates(batch []targets.Host, index map[targets.Host]int, moves []move) bool {
+	for _, h := range batch {
+		if u, ok := h.(targets.Updater); ok && u.Updates() && moves[index[h]].release != nil && !moves[index[h]].skip {
+			return true
+		}
+	}
+	return false
 }
 
 // apply makes each host's move batch by batch and, when a host fails, returns every host
-// switched so far to its previous release.
+// switched so far to its previous release. A deploy of a digest every host keeps
+// re-activates the kept releases (reactivations). Each host stages the release (Prepare),
+// runs the commands in it (targets.Updater), switches (Activate) and is checked; when a
+// host of the batch has such commands, every host of the batch stages and runs them before
+// any switches, so that a failing one leaves every host of the batch on its old release.
 func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, rec *Record) error {
 	hosts := e.t.Hosts()
+	moves = reactivations(e.t.Kind(), moves, st)
 	prev, _ := live(st, "")
 	index := map[targets.Host]int{}
 	for i, h := range hosts {
 		index[h] = i
 		rec.Hosts = append(rec.Hosts, HostResult{Host: h.Name(), Previous: prev[i], Outcome: OutcomeSkipped})
 	}
+	reactivated := ""
+	for _, m := range moves {
+		if m.reactivate {
+			if reactivated == "" || reactivated == m.id {
+				reactivated = m.id
+			} else {
+				reactivated = "kept"
+			}
+		}
+	}
+	if reactivated != "" {
+		// The record names the release that went live again when the hosts share one.
+		if reactivated != "kept" {
+			rec.Release = reactivated
+		}
+		e.logf("the digest is kept on every host: re-activating release %s, nothing to upload", rec.Release)
+	}
 	var switched, prepared []int
 	var mu sync.Mutex
 	var failure *HostError
+	started := make([]time.Time, len(hosts))
+	fail := func(h targets.Host, step string, err error) error {
+		var lost *LockLostError
+		if errors.As(context.Cause(ctx), &lost) && !errors.As(err, &lost) {
+			err = fmt.Errorf("%w (%v)", lost, err)
+		}
+		he := &HostError{Host: h.Name(), Step: step, Err: err}
+		res := &rec.Hosts[index[h]]
+		res.Outcome, res.Step, res.Error = OutcomeFailed, step, err.Error()
+		e.logf("%s: %s failed: %v", h.Name(), step, err)
+		mu.Lock()
+		if failure == nil {
+			failure = he
+		}
+		mu.Unlock()
+		return he
+	}
+	done := func(h targets.Host) {
+		i := index[h]
+		rec.Hosts[i].Millis = time.Since(started[i]).Milliseconds()
+	}
+	// stage prepares the host's release and runs the commands in it; false: nothing more
+	// to do on the host (skipped, or failed).
+	stage := func(h targets.Host) bool {
+		i := index[h]
+		m, res := moves[i], &rec.Hosts[i]
+		started[i] = time.Now()
+		if m.skip {
+			res.Outcome = OutcomeUnchanged
+			e.logf("%s: %s is live already", h.Name(), m.id)
+			return false
+		}
+		if m.release == nil {
+			return true
+		}
+		mu.Lock()
+		prepared = append(prepared, i)
+		mu.Unlock()
+		if err := h.Prepare(ctx, *m.release); err != nil {
+			fail(h, StepPrepare, err)
+			return false
+		}
+		e.logf("%s: prepared %s", h.Name(), m.id)
+		if u, ok := h.(targets.Updater); ok && u.Updates() {
+			if err := u.Update(ctx, *m.release); err != nil {
+				fail(h, StepUpdated, err)
+				return false
+			}
+			e.logf("%s: updated %s", h.Name(), m.id)
+		}
+		return true
+	}
+	activate := func(h targets.Host) error {
+		i := index[h]
+		m, res := moves[i], &rec.Hosts[i]
+		mu.Lock()
+		switched = append(switched, i)
+		mu.Unlock()
+		if err := h.Activate(ctx, m.id); err != nil {
+			return fail(h, StepActivate, err)
+		}
+		if m.reactivate {
+			e.logf("%s: %s is live again", h.Name(), m.id)
+		} else {
+			e.logf("%s: %s is live", h.Name(), m.id)
+		}
+		if err := e.healthy(ctx, h, m.id); err != nil {
+			return fail(h, StepHealth, err)
+		}
+		res.Outcome = OutcomeDeployed
+		if m.reactivate {
+			res.Outcome = OutcomeReactivated
+		}
+		e.logf("%s: healthy", h.Name())
+		return nil
+	}
 	for bi, batch := range e.o.batches(hosts) {
 		e.logf("batch %d: %d host(s)", bi+1, len(batch))
-		_ = eachHost(batch, func(_ int, h targets.Host) error {
-			i := index[h]
-			m, res := moves[i], &rec.Hosts[i]
-			start := time.Now()
-			defer func() { res.Millis = time.Since(start).Milliseconds() }()
-			if m.skip {
-				res.Outcome = OutcomeUnchanged
-				e.logf("%s: %s is live already", h.Name(), m.id)
+		if updates(batch, index, moves) {
+			ready := make([]bool, len(hosts))
+			_ = eachHost(batch, func(_ int, h targets.Host) error {
+				defer done(h)
+				ready[index[h]] = stage(h)
 				return nil
+			})
+			if failure != nil {
+				break
 			}
-			fail := func(step string, err error) error {
-				var lost *LockLostError
-				if errors.As(context.Cause(ctx), &lost) && !errors.As(err, &lost) {
-					err = fmt.Errorf("%w (%v)", lost, err)
+			_ = eachHost(batch, func(_ int, h targets.Host) error {
+				if !ready[index[h]] {
+					return nil
 				}
-				he := &HostError{Host: h.Name(), Step: step, Err: err}
-				res.Outcome, res.Step, res.Error = OutcomeFailed, step, err.Error()
-				e.logf("%s: %s failed: %v", h.Name(), step, err)
-				mu.Lock()
-				if failure == nil {
-					failure = he
+				defer done(h)
+				return activate(h)
+			})
+		} else {
+			_ = eachHost(batch, func(_ int, h targets.Host) error {
+				defer done(h)
+				if !stage(h) {
+					return nil
 				}
-				mu.Unlock()
-				return he
-			}
-			if m.release != nil {
-				mu.Lock()
-				prepared = append(prepared, i)
-				mu.Unlock()
-				if err := h.Prepare(ctx, *m.release); err != nil {
-					return fail(StepPrepare, err)
-				}
-				e.logf("%s: prepared %s", h.Name(), m.id)
-			}
-			mu.Lock()
-			switched = append(switched, i)
-			mu.Unlock()
-			if err := h.Activate(ctx, m.id); err != nil {
-				return fail(StepActivate, err)
-			}
-			e.logf("%s: %s is live", h.Name(), m.id)
-			if err := e.healthy(ctx, h, m.id); err != nil {
-				return fail(StepHealth, err)
-			}
-			res.Outcome = OutcomeDeployed
-			e.logf("%s: healthy", h.Name())
-			return nil
-		})
+				return activate(h)
+			})
+		}
 		if failure != nil {
 			break
 		}
@@ -407,7 +540,7 @@ func (e *engine) undo(ctx context.Context, reason string, rec *Record, de *Deplo
 		}
 		de.RolledBack = append(de.RolledBack, hosts[i].Name())
 		rec.Rollback.Hosts = append(rec.Rollback.Hosts, hosts[i].Name())
-		if rec.Hosts[i].Outcome == OutcomeDeployed {
+		if o := rec.Hosts[i].Outcome; o == OutcomeDeployed || o == OutcomeReactivated {
 			rec.Hosts[i].Outcome = OutcomeRolledBack
 		}
 	}

@@ -107,6 +107,19 @@ type Commander interface {
 	Run(ctx context.Context, cmd string, env map[string]string) ([]byte, error)
 }
 
+// Updater is a host that runs commands inside a staged release before it goes live
+// (Capistrano's deploy:updated): installing dependencies, compiling assets, migrations. The
+// pipeline calls Update after Prepare and before Activate, on every host of a batch before
+// any of them switches; a failure discards the release and nothing goes live.
+type Updater interface {
+	// Updates says whether the host has commands to run in a staged release.
+	Updates() bool
+	// Update runs them, in order, in the directory of the kept, not live release r.ID, with
+	// r's PUSHDEPLOY_* variables; it stops at the first that fails, saying which and what
+	// it printed.
+	Update(ctx context.Context, r Release) error
+}
+
 // Addresser is a host with a network address, for health-check URL templates ({{.Address}}).
 type Addresser interface {
 	Address() string

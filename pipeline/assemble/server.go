@@ -30,6 +30,13 @@ func server(app, name string, env *config.Environment, s *pipeline.Secrets, extr
 	if c.RestartTimeout.Duration > 0 {
 		opts = append(opts, ssh.RestartTimeout(c.RestartTimeout.Duration))
 	}
+	if len(env.Hooks.Updated) > 0 {
+		// Run in the staged release before the switch, bounded as every hook is.
+		opts = append(opts, ssh.Updated(env.Hooks.Updated...))
+		if d := env.Hooks.Timeout.Duration; d > 0 {
+			opts = append(opts, ssh.UpdatedTimeout(d))
+		}
+	}
 	dirs, files := splitShared(c.Shared)
 	if len(dirs) > 0 {
 		opts = append(opts, ssh.Shared(dirs...))

@@ -310,6 +310,14 @@ type Lock struct {
 type Hooks struct {
 	// PreDeploy runs before anything changes; a failing command stops the deploy.
 	PreDeploy []string `yaml:"pre_deploy,omitempty"`
+	// Updated runs on every host inside the staged release, after the upload and before
+	// current moves (Capistrano's deploy:updated): "npm ci --omit=dev", asset compilation,
+	// migrations. Each command runs in path/releases/<id> with the PUSHDEPLOY_* variables and
+	// PUSHDEPLOY_PATH, bounded by timeout; a failing one discards the release on every host
+	// and nothing goes live. Commands replace files rather than rewrite them in place: a new
+	// release starts as hard links of the live one. ssh environments only (a docker image is
+	// built with what it needs).
+	Updated []string `yaml:"updated,omitempty"`
 	// PostDeploy runs after every host is healthy (integration checks); a failing command
 	// fails the deploy and rolls it back, unless continue_on_failure is set.
 	PostDeploy []string `yaml:"post_deploy,omitempty"`

@@ -194,7 +194,10 @@ func (v *validation) env(name string, e *Environment) {
 	if e.Hooks.Where == "hosts" && e.Kind() == "kubernetes" {
 		v.errorf(p+".hooks.where", `"hosts" needs ssh or docker hosts: kubernetes hooks run in a container`)
 	}
-	for i, c := range slices.Concat(e.Hooks.PreDeploy, e.Hooks.PostDeploy, e.Hooks.PostRollback) {
+	if len(e.Hooks.Updated) > 0 && e.Kind() != "ssh" {
+		v.errorf(p+".hooks.updated", "runs in a staged release directory, which only ssh environments have: a %s image is built with what it needs (a command to run before the switch belongs in pre_deploy)", e.Kind())
+	}
+	for i, c := range slices.Concat(e.Hooks.PreDeploy, e.Hooks.Updated, e.Hooks.PostDeploy, e.Hooks.PostRollback) {
 		if strings.TrimSpace(c) == "" {
 			v.errorf(p+".hooks", "command %d is empty", i+1)
 		}

@@ -816,6 +816,52 @@ echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activate
 	return nil
 }
 
+// Updates says whether the target has commands to run in a staged release (Updated).
+func (h *Host) Updates() bool { return len(h.t.o.updated) > 0 }
+
+// Update runs the Updated commands, in order, in path/releases/<r.ID>, a kept release that
+// is not live, with r's PUSHDEPLOY_* variables and PUSHDEPLOY_PATH; each is bounded by
+// UpdatedTimeout and killed with its process group when it runs longer.
+func (h *Host) Update(ctx context.Context, r targets.Release) error {
+	if err := checkID(r.ID); err != nil {
+		return err
+	}
+	q := sshconn.Quote
+	env := r.Vars(h.t.Kind())
+	env["PUSHDEPLOY_PATH"] = h.path
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// The values go on stdin, not on the command line, where ps on the host would show them.
+	var exports strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&exports, "export %s=%s\n", k, q(env[k]))
+	}
+	dir := h.path + "/releases/" + r.ID
+	for _, cmd := range h.t.o.updated {
+		line := fmt.Sprintf(`cd %[1]s && [ -f %[2]s ] && [ "$(readlink %[3]s 2>/dev/null)" != %[4]s ] || { echo 'release %[5]s is not a staged release here' >&2; exit 3; }; eval "$(cat)"; exec "${SHELL:-/bin/sh}" -c %[6]s </dev/null`,
+			q(dir), q(h.meta()+"/releases/"+r.ID+".json"), q(h.path+"/current"), q("releases/"+r.ID), r.ID, q(cmd))
+		c, err := h.client(ctx)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, h.t.o.updatedWait)
+		// What the command printed is in the error (sshconn.ExitError's Output).
+		err = c.RunCmd(cctx, sshconn.Cmd{Line: line, Stdin: strings.NewReader(exports.String())})
+		timedOut := cctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		switch {
+		case err != nil && timedOut:
+			return fmt.Errorf("running %q in release %q on %s: timed out after %s and was killed: %w", cmd, r.ID, h.addr, h.t.o.updatedWait, err)
+		case err != nil:
+			return fmt.Errorf("running %q in release %q on %s: %w", cmd, r.ID, h.addr, err)
+		}
+	}
+	return nil
+}
+
 const switchedMarker = "pushdeploy-switched"
 
 // Discard removes a kept release that is not live. Discarding one that is not there does

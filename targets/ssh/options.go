@@ -27,6 +27,8 @@ type options struct {
 	restartWait time.Duration
 	shared      []string
 	sharedFiles []string
+	updated     []string
+	updatedWait time.Duration
 	timeout     time.Duration
 	parallel    int
 	cacheDir    string
@@ -130,6 +132,32 @@ func SharedFiles(paths ...string) Option {
 	return func(o *options) error { o.sharedFiles = append(o.sharedFiles, paths...); return nil }
 }
 
+// DefaultUpdatedTimeout bounds each Updated command unless UpdatedTimeout says otherwise,
+// the default of the pipeline's other hooks.
+const DefaultUpdatedTimeout = 5 * time.Minute
+
+// Updated lists shell commands run on every host inside a staged release, before it goes
+// live (Capistrano's deploy:updated): "npm ci --omit=dev", asset compilation, migrations.
+// Each runs in path/releases/<id> with the release's PUSHDEPLOY_* variables
+// (targets.Release.Vars) and PUSHDEPLOY_PATH; a failing one fails the host before its
+// switch. Default: none.
+func Updated(commands ...string) Option {
+	return func(o *options) error { o.updated = append(o.updated, commands...); return nil }
+}
+
+// UpdatedTimeout bounds each Updated command: when it runs longer, it is killed (its whole
+// process group on the host) and the release is not made live. Default:
+// DefaultUpdatedTimeout (5m).
+func UpdatedTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("updated hook timeout %s is not positive", d)
+		}
+		o.updatedWait = d
+		return nil
+	}
+}
+
 // ConnectTimeout bounds connecting to one host. Default: 15s.
 func ConnectTimeout(d time.Duration) Option {
 	return func(o *options) error {
@@ -164,7 +192,7 @@ func ManifestCache(dir string) Option {
 }
 
 func makeOptions(app string, opts []Option) (*options, error) {
-	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 64, restartWait: DefaultRestartTimeout}
+	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 64, restartWait: DefaultRestartTimeout, updatedWait: DefaultUpdatedTimeout}
 	if d, err := os.UserCacheDir(); err == nil {
 		o.cacheDir = filepath.Join(d, "pushdeploy", "ssh-manifests")
 	}

@@ -62,6 +62,7 @@ var (
 	_ targets.Host      = (*Host)(nil)
 	_ targets.Commander = (*Host)(nil)
 	_ targets.Addresser = (*Host)(nil)
+	_ targets.Updater   = (*Host)(nil)
 )
 
 // New makes the target. It does not connect: hosts are dialled on first use, and an
