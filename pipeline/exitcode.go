@@ -86,6 +86,10 @@ func ExitCode(err error) int {
 // unreachable says whether err is a failure to reach a host or a server at all: a refused
 // or timed-out connection, an unknown name, no route.
 func unreachable(err error) bool {
+	var all *unreachableError
+	if errors.As(err, &all) {
+		return true
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
