@@ -333,8 +333,8 @@ func reactivations(kind string, moves []move, st []targets.Status) []move {
 	return out
 }
 
-// updates says whether a host of batch runs commands in its staged release before the
-// switch: then every host of the batch stages first, and none switches unless all staged.
+// updates says whether a host runs commands in its staged release before the switch:
+// then every host stages first, and none switches unless all staged.
 func updates(batch []targets.Host, index map[targets.Host]int, moves []move) bool {
 	for _, h := range batch {
 		if u, ok := h.(targets.Updater); ok && u.Updates() && moves[index[h]].release != nil && !moves[index[h]].skip {
@@ -348,8 +348,8 @@ func updates(batch []targets.Host, index map[targets.Host]int, moves []move) boo
 // switched so far to its previous release. A deploy of a digest every host keeps
 // re-activates the kept releases (reactivations). Each host stages the release (Prepare),
 // runs the commands in it (targets.Updater), switches (Activate) and is checked; when a
-// host of the batch has such commands, every host of the batch stages and runs them before
-// any switches, so that a failing one leaves every host of the batch on its old release.
+// host has such commands, every host stages and runs them before any host of any batch
+// switches, so that a failing one leaves every host on its old release.
 func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, rec *Record) error {
 	hosts := e.t.Hosts()
 	moves = reactivations(e.t.Kind(), moves, st)
@@ -455,37 +455,35 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 		e.logf("%s: healthy", h.Name())
 		return nil
 	}
+	// With commands to run in the staged release, every host stages and runs them before
+	// any host of any batch switches (Capistrano's deploy:updated before deploy:publishing):
+	// a failing command leaves the whole fleet on its old release.
+	stagedFirst := updates(hosts, index, moves)
+	ready := make([]bool, len(hosts))
+	if stagedFirst {
+		e.logf("staging on %d host(s) before any switches", len(hosts))
+		_ = eachHost(hosts, func(_ int, h targets.Host) error {
+			defer done(h)
+			ready[index[h]] = stage(h)
+			return nil
+		})
+	}
 	for bi, batch := range e.o.batches(hosts) {
-		e.logf("batch %d: %d host(s)", bi+1, len(batch))
-		if updates(batch, index, moves) {
-			ready := make([]bool, len(hosts))
-			_ = eachHost(batch, func(_ int, h targets.Host) error {
-				defer done(h)
-				ready[index[h]] = stage(h)
-				return nil
-			})
-			if failure != nil {
-				break
-			}
-			_ = eachHost(batch, func(_ int, h targets.Host) error {
-				if !ready[index[h]] {
-					return nil
-				}
-				defer done(h)
-				return activate(h)
-			})
-		} else {
-			_ = eachHost(batch, func(_ int, h targets.Host) error {
-				defer done(h)
-				if !stage(h) {
-					return nil
-				}
-				return activate(h)
-			})
-		}
 		if failure != nil {
 			break
 		}
+		e.logf("batch %d: %d host(s)", bi+1, len(batch))
+		_ = eachHost(batch, func(_ int, h targets.Host) error {
+			defer done(h)
+			if stagedFirst {
+				if !ready[index[h]] {
+					return nil
+				}
+			} else if !stage(h) {
+				return nil
+			}
+			return activate(h)
+		})
 	}
 	e.switched, e.prev = switched, prev
 	if failure == nil {

@@ -253,7 +253,29 @@ func Plan(ctx context.Context, t targets.Target, r targets.Release) ([]targets.C
 		out[i] = c
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	// A deploy of a digest every server keeps re-activates the kept release (apply):
+	// nothing would be sent.
+	if t.Kind() == "ssh" {
+		e := &engine{t: t, o: &options{log: io.Discard, now: time.Now}}
+		st, serr := e.statuses(ctx)
+		if serr != nil {
+			return out, nil // the plan as the hosts gave it: a deploy reads them again
+		}
+		moves := make([]move, len(st))
+		for i, s := range st {
+			moves[i] = move{id: r.ID, release: &r, skip: s.Live != nil && s.Live.Digest == r.Digest}
+		}
+		for i, m := range reactivations(t.Kind(), moves, st) {
+			if m.reactivate {
+				out[i] = targets.Change{Host: out[i].Host, Live: out[i].Live,
+					Summary: fmt.Sprintf("re-activate kept release %s, nothing to send", m.id)}
+			}
+		}
+	}
+	return out, nil
 }
 
 // Status reports what every host of t runs.

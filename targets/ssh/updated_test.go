@@ -161,7 +161,16 @@ func TestRolloutRedeployOfAKeptReleaseReactivatesIt(t *testing.T) {
 	if _, err := rollout(t, tg, release(t, tg, "r2", writeTree(t, tree{"index.html": "two"}))); err != nil {
 		t.Fatal(err)
 	}
-	// v1's artifacts again, under a new id.
+	// v1's artifacts again, under a new id: the plan says so, then the deploy does it.
+	changes, err := pipeline.Plan(context.Background(), tg, release(t, tg, "r3", v1dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range changes {
+		if c.Summary != "re-activate kept release r1, nothing to send" || c.Bytes != 0 || len(c.Add)+len(c.Update)+len(c.Remove) != 0 {
+			t.Errorf("%s: plan %+v; want a re-activation of r1", c.Host, c)
+		}
+	}
 	res, err := rollout(t, tg, release(t, tg, "r3", v1dir))
 	if err != nil {
 		t.Fatal(err)
@@ -235,4 +244,33 @@ func TestRolloutDigestKeptOnOnlySomeHostsIsStagedAnew(t *testing.T) {
 		}
 		assertCurrent(t, h, v1)
 	}
+}
+
+func TestRolloutUpdatedHookFailingInTheLastBatchSwitchesNoBatch(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 2, testUser)
+	good := newTarget(t, hosts)
+	if _, err := rollout(t, good, release(t, good, "r1", writeTree(t, v1))); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(appDir(hosts[1]), "fail-updated"), nil, 0o644)
+	tg := newTarget(t, hosts, ssh.Updated(`if [ -e "$PUSHDEPLOY_PATH/fail-updated" ]; then echo "migration failed" >&2; exit 7; fi`))
+	// One host a batch: the failing host is in the second.
+	res, err := rollout(t, tg, release(t, tg, "r2", writeTree(t, tree{"index.html": "two"})), pipeline.WithBatchSize(1))
+	var he *pipeline.HostError
+	if !errors.As(err, &he) || he.Host != hosts[1].Addr || he.Step != pipeline.StepUpdated {
+		t.Fatalf("error %v; want a HostError on %s at step %q", err, hosts[1].Addr, pipeline.StepUpdated)
+	}
+	if o := res.Record.Hosts[0].Outcome; o != pipeline.OutcomeSkipped {
+		t.Errorf("%s (first batch): outcome %q; want %q", hosts[0].Addr, o, pipeline.OutcomeSkipped)
+	}
+	for _, h := range hosts {
+		assertCurrent(t, h, v1)
+		if got := restarts(t, h); strings.Join(got, ",") != "r1 r1" {
+			t.Errorf("%s: restarts %q; want r1 only (no batch switched)", h.Name, got)
+		}
+		if got := releaseDirs(t, h); !slices.Equal(got, []string{"r1"}) {
+			t.Errorf("%s: releases %q; want the staged r2 discarded", h.Name, got)
+		}
+	}
+	assertUnlocked(t, tg)
 }
