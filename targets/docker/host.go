@@ -352,37 +352,39 @@ func (h *Host) Discard(ctx context.Context, id string) error {
 func (h *Host) CheckHealth(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, h.t.o.healthWait)
 	defer cancel()
-	cli, err := h.engine(ctx)
+	cli, r, err := h.kept(ctx, id, "checking")
 	if err != nil {
 		return err
-	}
-	rs, err := h.releases(ctx, cli)
-	if err != nil {
-		return err
-	}
-	r := find(rs, id)
-	if r == nil {
-		return fmt.Errorf("checking release %q on %s: no container of it is kept there", id, h.addr)
 	}
 	_, err = h.waitHealthy(ctx, cli, r)
 	return err
+}
+
+// kept is the engine and release id's container, which must be kept on the host; doing
+// names the operation in the error when it is not.
+func (h *Host) kept(ctx context.Context, id, doing string) (*client.Client, *release, error) {
+	cli, err := h.engine(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, err := h.releases(ctx, cli)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := find(rs, id)
+	if r == nil {
+		return nil, nil, fmt.Errorf("%s release %q on %s: no container of it is kept there", doing, id, h.addr)
+	}
+	return cli, r, nil
 }
 
 // Steady watches release id's container for d, through the engine's events: it must keep
 // running, the same start (not restarted by its restart policy, not exited). A container
 // that dies within d fails at once, with its exit status and last log lines.
 func (h *Host) Steady(ctx context.Context, id string, d time.Duration) error {
-	cli, err := h.engine(ctx)
+	cli, r, err := h.kept(ctx, id, "watching")
 	if err != nil {
 		return err
-	}
-	rs, err := h.releases(ctx, cli)
-	if err != nil {
-		return err
-	}
-	r := find(rs, id)
-	if r == nil {
-		return fmt.Errorf("watching release %q on %s: no container of it is kept there", id, h.addr)
 	}
 	cid, name := r.container.ID, h.containerName(id)
 	c, err := cli.ContainerInspect(ctx, cid)
