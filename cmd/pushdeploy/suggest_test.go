@@ -62,3 +62,18 @@ func TestLevenshtein(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpListsExitCodes: --help documents the exit codes and the operator commands.
+func TestHelpListsExitCodes(t *testing.T) {
+	out, err := run(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Exit codes:", "  2  usage error", "  3  refused at the gates", "  4  the deploy lock is held",
+		"  5  the deploy failed", "  6  a rollback failed", "  7  a host or the cluster could not be reached",
+		"  check ", "  config ", "  lock ", "--version"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help lacks %q:\n%s", want, out)
+		}
+	}
+}
