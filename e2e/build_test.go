@@ -13,7 +13,7 @@ func TestFunctionsHelp(t *testing.T) {
 	e := needEngine(t)
 	out := e.ok(t, e.module, nil, "functions")
 	for _, fn := range []string{"build", "build-artifacts", "test", "toolchain", "publish", "promote", "inspect",
-		"deploy", "rollback", "status", "plan", "history", "unlock", "rbac", "with-environment"} {
+		"deploy", "rollback", "status", "plan", "history", "unlock", "rbac", "check", "config", "lock", "with-environment"} {
 		found := false
 		for _, line := range strings.Split(out, "\n") {
 			f := strings.Fields(line)

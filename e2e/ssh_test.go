@@ -193,6 +193,24 @@ func TestSSHDeploy(t *testing.T) {
 	out = e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "unlock", "--env", "staging")...)
 	mustContain(t, "unlock", out, "was not locked")
 
+	// The operator's commands: check the fleet, show the environment as understood, hold the
+	// lock for maintenance (a deploy meanwhile is refused), release it.
+	out = e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "check", "--env", "staging")...)
+	mustContain(t, "check", out, a.hosts[0].Addr)
+	out = e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "config", "--env", "staging", "--format", "json")...)
+	mustContain(t, "config", out, "env:SSH_KEY", a.staging)
+	e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "lock", "--env", "staging", "--deployer", "ops", "acquire", "--reason", "maintenance")...)
+	out = e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "lock", "--env", "staging", "status")...)
+	mustContain(t, "lock status", out, "ops")
+	msg = e.fails(t, a.dir, a.env, pd("r4", "--ssh-key", "env:SSH_KEY", "deploy", "--env", "staging")...)
+	mustContain(t, "a deploy during maintenance", msg, "ops")
+	if got := live(t, a.staging); got != r1.Release {
+		t.Fatalf("a deploy refused by the held lock changed the host: it runs %q", got)
+	}
+	e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "lock", "--env", "staging", "--deployer", "ops", "release")...)
+	out = e.ok(t, a.dir, a.env, pd("r3", "--ssh-key", "env:SSH_KEY", "lock", "--env", "staging", "status", "--format", "json")...)
+	mustContain(t, "lock status after release", out, `"held": false`)
+
 	// A protected environment: refused without an approver, leaving the host untouched.
 	msg = e.fails(t, a.dir, a.env, pd("r1", "--ssh-key", "env:SSH_KEY", "deploy", "--env", "production")...)
 	mustContain(t, "the refused production deploy", msg, "approved-by")
