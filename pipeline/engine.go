@@ -359,22 +359,20 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 		index[h] = i
 		rec.Hosts = append(rec.Hosts, HostResult{Host: h.Name(), Previous: prev[i], Outcome: OutcomeSkipped})
 	}
-	reactivated := ""
+	var reactivated []string
 	for _, m := range moves {
-		if m.reactivate {
-			if reactivated == "" || reactivated == m.id {
-				reactivated = m.id
-			} else {
-				reactivated = "kept"
-			}
+		if m.reactivate && !slices.Contains(reactivated, m.id) {
+			reactivated = append(reactivated, m.id)
 		}
 	}
-	if reactivated != "" {
-		// The record names the release that went live again when the hosts share one.
-		if reactivated != "kept" {
-			rec.Release = reactivated
-		}
+	switch len(reactivated) {
+	case 0:
+	case 1:
+		// The record names the release that goes live again when the hosts share one.
+		rec.Release = reactivated[0]
 		e.logf("the digest is kept on every host: re-activating release %s, nothing to upload", rec.Release)
+	default:
+		e.logf("the digest is kept on every host: re-activating releases %s, nothing to upload", strings.Join(reactivated, ", "))
 	}
 	var switched, prepared []int
 	var mu sync.Mutex
