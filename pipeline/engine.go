@@ -72,6 +72,17 @@ type engine struct {
 	// release each host ran before ("" none).
 	switched []int
 	prev     []string
+	// made is, per host, the release apply makes live there: the move's id, the kept id of
+	// a re-activation, the live id of a host that runs the digest already.
+	made []string
+}
+
+// madeLive is the release apply made live on host i, else fallback.
+func (e *engine) madeLive(i int, fallback string) string {
+	if i < len(e.made) && e.made[i] != "" {
+		return e.made[i]
+	}
+	return fallback
 }
 
 func newEngine(t targets.Target, opts []Option) (*engine, error) {
@@ -353,6 +364,13 @@ func updates(batch []targets.Host, index map[targets.Host]int, moves []move) boo
 func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, rec *Record) error {
 	hosts := e.t.Hosts()
 	moves = reactivations(e.t.Kind(), moves, st)
+	e.made = make([]string, len(moves))
+	for i, m := range moves {
+		e.made[i] = m.id
+		if m.skip && i < len(st) && st[i].Live != nil {
+			e.made[i] = st[i].Live.ID
+		}
+	}
 	prev, _ := live(st, "")
 	index := map[targets.Host]int{}
 	for i, h := range hosts {

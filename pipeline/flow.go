@@ -621,7 +621,7 @@ func healthStage(ctx context.Context, r *run) error {
 		return Skip("no health check configured beyond the target's own, which ran per host")
 	}
 	err := eachHost(r.target.Hosts(), func(i int, h targets.Host) error {
-		if err := r.e.o.health.check(ctx, h, r.release.ID); err != nil {
+		if err := r.e.o.health.check(ctx, h, r.e.madeLive(i, r.release.ID)); err != nil {
 			return &HostError{Host: h.Name(), Step: StepHealth, Err: err}
 		}
 		return nil

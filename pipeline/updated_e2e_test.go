@@ -120,3 +120,32 @@ func TestFlowRedeployOfAKeptReleaseReactivatesIt(t *testing.T) {
 		t.Errorf("releases kept: %v; want the two deployed, no new one", es)
 	}
 }
+
+// TestFlowReactivationHealthChecksTheLiveRelease: after a re-activation the last health
+// check sees the re-activated release (its id, the release in the host's current), not the
+// new deploy's id that never went live; a check that proves which release answers passes.
+func TestFlowReactivationHealthChecksTheLiveRelease(t *testing.T) {
+	f := newFleet(t, 1)
+	file := updatedFile(t, f, `    health:
+      command: 'test "$(basename "$(pwd -P)")" = "$PUSHDEPLOY_RELEASE"'
+      interval: 100ms
+      retries: 2
+      stable: 0s
+`)
+	v1 := writeFiles(t, "v1")
+	first, err := deployThroughAssemble(t, f, file, "first", v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deployThroughAssemble(t, f, file, "second", writeFiles(t, "v2")); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := deployThroughAssemble(t, f, file, "third", v1)
+	if err != nil {
+		t.Fatalf("re-activating v1: %v", err)
+	}
+	if rec.Release != first.Release || rec.Hosts[0].Outcome != pipeline.OutcomeReactivated {
+		t.Errorf("record: release %q, host %q; want %s re-activated", rec.Release, rec.Hosts[0].Outcome, first.Release)
+	}
+	f.assertServes(t, "v1")
+}
