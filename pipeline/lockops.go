@@ -43,15 +43,11 @@ func (x *Environments) locker(ctx context.Context, name string) (*engine, target
 
 // LockStatus says who holds the named environment's deploy lock, changing nothing.
 func (x *Environments) LockStatus(ctx context.Context, name string) (*LockState, error) {
-	e, lk, err := x.locker(ctx, name)
+	e, _, h, err := x.holder(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
-	h, err := lk.Holder(ctx)
-	if err != nil {
-		return nil, maskError(fmt.Errorf("environment %q: reading the deploy lock: %w", name, err), x.Secrets.values())
-	}
 	s := &LockState{Env: name, Holder: h}
 	switch {
 	case h == nil:
@@ -121,17 +117,13 @@ func (e *NotOwnerError) Error() string {
 // expired lock of its own included), and says whose it was. A lock of someone else's is
 // refused with a *NotOwnerError; no lock at all is not an error (Held false).
 func (x *Environments) ReleaseLock(ctx context.Context, name string) (*LockState, error) {
-	e, lk, err := x.locker(ctx, name)
+	e, lk, h, err := x.holder(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
-	h, err := lk.Holder(ctx)
-	if err != nil {
-		return nil, maskError(fmt.Errorf("environment %q: reading the deploy lock: %w", name, err), x.Secrets.values())
-	}
 	if h == nil {
-		return &LockState{Env: name, Message: fmt.Sprintf("%s was not locked", name)}, nil
+		return Unlocked(name, nil), nil
 	}
 	if h.Owner != e.o.owner {
 		return nil, &NotOwnerError{Env: name, Owner: e.o.owner, Holder: *h}
@@ -139,5 +131,29 @@ func (x *Environments) ReleaseLock(ctx context.Context, name string) (*LockState
 	if err := lk.Release(ctx, *h); err != nil {
 		return nil, maskError(fmt.Errorf("environment %q: releasing the deploy lock: %w", name, err), x.Secrets.values())
 	}
-	return &LockState{Env: name, Holder: h, Message: fmt.Sprintf("%s unlocked; it was held by %s", name, h)}, nil
+	return Unlocked(name, h), nil
+}
+
+// holder makes the named environment's engine (the caller closes its target) and reads
+// who holds its deploy lock (nil: nobody).
+func (x *Environments) holder(ctx context.Context, name string) (*engine, targets.Locker, *targets.Lock, error) {
+	e, lk, err := x.locker(ctx, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, err := lk.Holder(ctx)
+	if err != nil {
+		e.t.Close()
+		return nil, nil, nil, maskError(fmt.Errorf("environment %q: reading the deploy lock: %w", name, err), x.Secrets.values())
+	}
+	return e, lk, h, nil
+}
+
+// Unlocked is what unlock and lock release say once env's lock, held by held (nil: by
+// nobody), is gone.
+func Unlocked(env string, held *targets.Lock) *LockState {
+	if held == nil {
+		return &LockState{Env: env, Message: fmt.Sprintf("%s was not locked", env)}
+	}
+	return &LockState{Env: env, Holder: held, Message: fmt.Sprintf("%s unlocked; it was held by %s", env, held)}
 }

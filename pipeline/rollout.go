@@ -33,19 +33,14 @@ func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...O
 		return nil, err
 	}
 	rec := newRecord("deploy", t, r, e.o)
-	held, err := e.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if rerr := held.release(ctx); rerr != nil {
-			e.logf("warning: %v", rerr)
-			if res != nil {
-				res.Record.Warnings = append(res.Record.Warnings, rerr.Error())
-			}
-		}
-	}()
-	ctx = held.ctx
+	return e.underLock(ctx, func(ctx context.Context, held *heldLock) (*Result, error) {
+		return e.rollout(ctx, held, r, rec)
+	})
+}
+
+// rollout is Rollout's work under the lock held.
+func (e *engine) rollout(ctx context.Context, held *heldLock, r targets.Release, rec Record) (*Result, error) {
+	t := e.t
 	st, err := e.statuses(ctx)
 	if err != nil {
 		return nil, err
@@ -116,20 +111,31 @@ func Rollback(ctx context.Context, t targets.Target, to string, opts ...Option) 
 	return e.rollback(ctx, to)
 }
 
-func (e *engine) rollback(ctx context.Context, to string) (res *Result, err error) {
+func (e *engine) rollback(ctx context.Context, to string) (*Result, error) {
+	return e.underLock(ctx, func(ctx context.Context, _ *heldLock) (*Result, error) {
+		return e.rollbackLocked(ctx, to)
+	})
+}
+
+// underLock runs fn on the context of the target's deploy lock and releases the lock after;
+// a release that fails is a warning in the log and in the result's record.
+func (e *engine) underLock(ctx context.Context, fn func(context.Context, *heldLock) (*Result, error)) (*Result, error) {
 	held, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if rerr := held.release(ctx); rerr != nil {
-			e.logf("warning: %v", rerr)
-			if res != nil {
-				res.Record.Warnings = append(res.Record.Warnings, rerr.Error())
-			}
+	res, err := fn(held.ctx, held)
+	if rerr := held.release(ctx); rerr != nil {
+		e.logf("warning: %v", rerr)
+		if res != nil {
+			res.Record.Warnings = append(res.Record.Warnings, rerr.Error())
 		}
-	}()
-	ctx = held.ctx
+	}
+	return res, err
+}
+
+// rollbackLocked is rollback's work under the lock.
+func (e *engine) rollbackLocked(ctx context.Context, to string) (res *Result, err error) {
 	st, err := e.statuses(ctx)
 	if err != nil {
 		return nil, err

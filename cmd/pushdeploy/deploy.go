@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -224,10 +223,7 @@ and returns every host it switched to its previous release.`,
 			if err != nil {
 				return err
 			}
-			s := &pipeline.LockState{Env: env, Holder: held, Message: fmt.Sprintf("%s was not locked", env)}
-			if held != nil {
-				s.Message = fmt.Sprintf("%s unlocked; it was held by %s", env, held)
-			}
+			s := pipeline.Unlocked(env, held)
 			if c.format == pipeline.FormatJSON {
 				return pipeline.JSON(cmd.OutOrStdout(), s)
 			}
