@@ -223,6 +223,28 @@ func (m *Pushdeploy) Unlock(
 	})
 }
 
+// Print the least-privilege Role and RoleBinding a Kubernetes environment needs, talking to no server.
+//
+// Its namespace, its Deployments, Lease and journal ConfigMap by name, only the verbs the
+// target's calls use: dagger call rbac --env production | kubectl apply -f -.
+// +cache="never"
+func (m *Pushdeploy) Rbac(
+	ctx context.Context,
+	// The environment, as pushdeploy.yaml names it.
+	env string,
+	// The environments file. Default: pushdeploy.yaml of the source, if it has one.
+	// +optional
+	config *dagger.File,
+	// The ServiceAccount the RoleBinding grants the Role to, in the environment's namespace.
+	// +default="ci-deployer"
+	serviceAccount string,
+) (string, error) {
+	return m.envCall(ctx, config, env, pipeline.FormatText, "", func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
+		b, err := x.RBAC(ctx, env, or(serviceAccount, "ci-deployer"))
+		return result{text: func(w io.Writer) error { _, err := w.Write(b); return err }}, err
+	})
+}
+
 // result is what an environment operation returns: the value printed as JSON, and how
 // it prints as text.
 type result struct {
