@@ -150,7 +150,9 @@ func (f *File) Line(path string) int { return f.lines[path].line }
 // set (which Validate rejects).
 // NoRegistry reports whether the environment's images go to its hosts over SSH
 // (docker.registry: none) rather than through a registry.
-func (e *Environment) NoRegistry() bool { return e != nil && e.Docker != nil && e.Docker.Registry == RegistryNone }
+func (e *Environment) NoRegistry() bool {
+	return e != nil && e.Docker != nil && e.Docker.Registry == RegistryNone
+}
 
 // RegistryNone is docker.registry's value for images sent over SSH.
 const RegistryNone = "none"
