@@ -221,7 +221,8 @@ func BenchmarkDeploy(b *testing.B) {
 		var log bytes.Buffer
 		rollout := func(i int, ref, dg string) {
 			r := targets.Release{ID: fmt.Sprintf("20261127T%06dZ", i), App: w.app, Env: "bench", Version: fmt.Sprintf("v%d", i), Digest: dg, Image: ref}
-			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log)); err != nil {
+			log.Reset()
+			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log), pipeline.WithStable(0)); err != nil {
 				b.Fatalf("%v\n%s", err, log.String())
 			}
 		}
@@ -258,7 +259,8 @@ func BenchmarkDeploy(b *testing.B) {
 		var log bytes.Buffer
 		rollout := func(i int, ref, dg string) {
 			r := targets.Release{ID: fmt.Sprintf("20261127T%06dZ", i), App: w.app, Env: "bench", Version: fmt.Sprintf("v%d", i), Digest: dg, Image: ref}
-			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log)); err != nil {
+			log.Reset()
+			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log), pipeline.WithStable(0)); err != nil {
 				b.Fatalf("%v\n%s", err, log.String())
 			}
 		}
