@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -39,6 +40,8 @@ type shell struct {
 	stderr *bufio.Reader
 	marker string
 	synced bool // what the login shell printed as it started has been read past
+	pidMu  sync.Mutex
+	pid    int // the shell's pid, leader of its process group (0 until synced)
 }
 
 var _ hoststate.Runner = (*shell)(nil)
@@ -72,6 +75,9 @@ func (s *shell) startLocked() error {
 	}
 	s.sess, s.stdin, s.stdout, s.stderr = sess, in, bufio.NewReader(out), bufio.NewReader(errp)
 	s.synced = false
+	s.pidMu.Lock()
+	s.pid = 0
+	s.pidMu.Unlock()
 	return nil
 }
 
@@ -80,6 +86,27 @@ func (s *shell) closeLocked() {
 		s.sess.Close()
 		s.sess = nil
 	}
+}
+
+// killLocked ends the shell and what it runs: closing a session without a terminal leaves
+// its commands running, so the shell's process group gets SIGTERM from a session of its own.
+func (s *shell) killLocked() {
+	s.pidMu.Lock()
+	pid := s.pid
+	s.pidMu.Unlock()
+	if pid > 0 {
+		if k, err := s.c.SSH().NewSession(); err == nil {
+			done := make(chan struct{})
+			n := strconv.Itoa(pid)
+			go func() { k.Run("kill -TERM -- -" + n + " " + n + " 2>/dev/null"); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+			k.Close()
+		}
+	}
+	s.closeLocked()
 }
 
 func (s *shell) close() {
@@ -105,8 +132,9 @@ func (s *shell) RunCmd(ctx context.Context, cmd sshconn.Cmd) error {
 	frame := fmt.Sprintf("printf '\\n%s %%d\\n' $?; printf '\\n%s\\n' >&2\n", s.marker, s.marker)
 	sync := !s.synced
 	if sync {
-		// A frame of its own first: whatever the startup files printed ends before it.
-		script.WriteString(frame)
+		// A frame of its own first: whatever the startup files printed ends before it. It
+		// carries the shell's pid instead of a status.
+		fmt.Fprintf(&script, "printf '\\n%s %%d\\n' $$; printf '\\n%s\\n' >&2\n", s.marker, s.marker)
 	}
 	if cmd.Stdin != nil {
 		in, err := io.ReadAll(cmd.Stdin)
@@ -132,7 +160,12 @@ func (s *shell) RunCmd(ctx context.Context, cmd sshconn.Cmd) error {
 			return
 		}
 		if sync {
-			if _, _, r.err = readUntil(s.stdout, s.marker); r.err == nil {
+			var line []byte
+			if _, line, r.err = readUntil(s.stdout, s.marker); r.err == nil {
+				pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(string(line), s.marker)))
+				s.pidMu.Lock()
+				s.pid = pid
+				s.pidMu.Unlock()
 				_, _, r.err = readUntil(s.stderr, s.marker)
 			}
 			if r.err != nil {
@@ -154,7 +187,7 @@ func (s *shell) RunCmd(ctx context.Context, cmd sshconn.Cmd) error {
 	case r = <-done:
 		s.synced = true
 	case <-ctx.Done():
-		s.closeLocked()
+		s.killLocked()
 		<-done
 		return fmt.Errorf("running a command on %s: %w", s.c.Addr(), ctx.Err())
 	}
@@ -201,8 +234,8 @@ func readUntil(r *bufio.Reader, marker string) (before, line []byte, err error) 
 	}
 }
 
-// stateShell is the host's shell for the state's commands, on the host's SSH connection
-// (started when first used, again after the connection dropped).
+// stateShell is the host's shell for the state's commands and the blue-green switch, on
+// the host's SSH connection (started when first used, again after the connection dropped).
 func (h *Host) stateShell(ctx context.Context) (*shell, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -217,4 +250,16 @@ func (h *Host) stateShell(ctx context.Context) (*shell, error) {
 		h.sh = &shell{c: c}
 	}
 	return h.sh, nil
+}
+
+// runShell runs cmd in the host's shell and returns its stdout and stderr together: the
+// blue-green switch, which runs on every deploy.
+func (h *Host) runShell(ctx context.Context, cmd string) ([]byte, error) {
+	sh, err := h.stateShell(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	err = sh.RunCmd(ctx, sshconn.Cmd{Line: cmd, Stdout: &out, Stderr: &out})
+	return out.Bytes(), err
 }

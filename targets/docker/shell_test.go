@@ -15,7 +15,7 @@ import (
 // TestShellRunsCommandsLikeSessions: the long-lived shell gives each command its own stdout,
 // stderr, exit status and stdin (bytes with no final newline included), a command reading
 // stdin never eats the next one, and a command that outlives its context ends the shell,
-// which the next command starts again.
+// with what it ran, and the next command starts another.
 func TestShellRunsCommandsLikeSessions(t *testing.T) {
 	t.Parallel()
 	h := testbench.SSHHosts(t, 1, noRehashWait)[0]
@@ -57,8 +57,19 @@ func TestShellRunsCommandsLikeSessions(t *testing.T) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if err := sh.RunCmd(cctx, sshconn.Cmd{Line: "sleep 30"}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+	if err := sh.RunCmd(cctx, sshconn.Cmd{Line: "sleep 31.123"}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a command past its context = %v, want the deadline", err)
+	}
+	// ...and it was killed with the shell, not left running on the host.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		out, _ := c.Output(ctx, "pgrep -f 'sleep 31[.]123' || true")
+		if len(bytes.TrimSpace(out)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the timed-out command still runs on the host: pids %s", out)
+			break
+		}
 	}
 	if o, _, err := run("echo again", nil); err != nil || strings.TrimSpace(o) != "again" {
 		t.Errorf("after the shell was killed: %q %v", o, err)
