@@ -70,6 +70,15 @@ func TestDockerWithoutRegistry(t *testing.T) {
 		t.Errorf("staging serves %q", got)
 	}
 
+	// plan names it by its image ID too: live already, nothing to do; another is a change.
+	x := &pipeline.Environments{File: f, Secrets: secrets, Targets: maker}
+	if changes, err := x.Plan(context.Background(), "staging", pipeline.Artifact{ImagePath: v1}); err != nil || len(changes) != 1 || !changes[0].Noop {
+		t.Errorf("plan of the live tarball: %+v, %v; want no change", changes, err)
+	}
+	if changes, err := x.Plan(context.Background(), "staging", pipeline.Artifact{ImagePath: tarball("v3")}); err != nil || len(changes) != 1 || changes[0].Noop {
+		t.Errorf("plan of another tarball: %+v, %v; want a change", changes, err)
+	}
+
 	// A registry reference: refused at resolve, nothing changed.
 	rec, err = deploy("staging", "", &pipeline.Artifact{Image: "127.0.0.1:1/noreg@sha256:" + strings.Repeat("0", 64)})
 	if err == nil || !strings.HasPrefix(err.Error(), "resolve: ") || !strings.Contains(err.Error(), "--image-tar") {
