@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"io"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/image"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -183,4 +185,63 @@ func TestImageTarballRefusals(t *testing.T) {
 	if got := b.running(); len(got) != 0 {
 		t.Errorf("running after refusals: %q", got)
 	}
+}
+
+// TestLoadNeedsTheLayersTheEngineLacks: the engine's loader reads an omitted layer's file
+// only when it lacks the layer's chain, so an archive without a layer the engine lacks fails
+// (what sendImage's second, whole send is for), and the same archive loads once the engine
+// has that layer.
+func TestLoadNeedsTheLayersTheEngineLacks(t *testing.T) {
+	b := newBench(t)
+	ctx := context.Background()
+	tg := b.target()
+	h := tg.hosts[0]
+	cli, err := h.engine(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := randomLayer(t, "base.bin", 4096)
+	r := b.tarRelease("20261127T000001Z", "v1", b.stackedHello("v1", base, randomLayer(t, "version", 512)))
+	a, err := OpenImageArchive(r.ImageArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	t.Cleanup(func() { b.cli.ImageRemove(context.Background(), a.ID, image.RemoveOptions{Force: true}) })
+	onlyTop := []bool{false, true, true}
+	if _, err := h.load(ctx, cli, a, onlyTop); err == nil {
+		t.Fatal("an archive without a layer the engine lacks loaded")
+	}
+	// The base alone, as an image of its own: then its chain is there.
+	baseOnly := b.tarRelease("20261127T000002Z", "base", mustImage(t, base))
+	ba, err := OpenImageArchive(baseOnly.ImageArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ba.Close()
+	t.Cleanup(func() { b.cli.ImageRemove(context.Background(), ba.ID, image.RemoveOptions{Force: true}) })
+	if _, err := h.load(ctx, cli, ba, []bool{true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.load(ctx, cli, a, onlyTop); err != nil {
+		t.Fatalf("with the base's chain on the engine, the archive without it: %v", err)
+	}
+	if in, err := b.cli.ImageInspect(ctx, a.ID); err != nil || in.ID != a.ID {
+		t.Errorf("engine has %q (%v), want %s", in.ID, err, a.ID)
+	}
+}
+
+func mustImage(t *testing.T, layers ...v1.Layer) v1.Image {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := img.ConfigFile()
+	c = c.DeepCopy()
+	c.OS, c.Architecture = "linux", runtime.GOARCH
+	img, err = mutate.ConfigFile(img, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
