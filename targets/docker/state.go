@@ -180,14 +180,11 @@ func (t *Target) preflight(ctx context.Context, h *Host) error {
 	if err != nil {
 		return err
 	}
-	c, err := h.sshClient(ctx)
-	if err != nil {
-		return err
-	}
 	// Changing nothing: the directory, or the nearest of its parents that exists, must be a
 	// directory the user can write (the lock creates the rest).
 	check := fmt.Sprintf(`d=%s; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ] && [ -x "$d" ] || { echo "$d is not writable" >&2; exit 1; }`, sshconn.Quote(dir))
-	if _, err := c.Output(ctx, check); err != nil {
+	// In the host's shell, which the lock and history use next.
+	if _, err := h.runShell(ctx, check); err != nil {
 		return fmt.Errorf("the SSH user on %s cannot write the state directory %q (the deploy lock and history): %w; set docker.state_dir to a directory it can write", h.addr, dir, err)
 	}
 	return nil
