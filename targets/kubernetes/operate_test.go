@@ -1,0 +1,128 @@
+package kubernetes_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
+	"github.com/pushdeploy/pushdeploy/targets"
+	"github.com/pushdeploy/pushdeploy/targets/kubernetes"
+)
+
+// eventually retries fn every 50 ms until it returns nil or a minute passes: kwok picks
+// up the ClusterLogs and ClusterExec objects a test creates through a watch.
+func eventually(t *testing.T, what string, fn func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestLogsAndExecThroughKwok: a Deployment's pods' logs and exec in one of its pods, as
+// real requests through the API server to kwok's kubelet server (the pods' logs come from
+// a file in CRI format, exec runs on this machine: kwok has no containers).
+func TestLogsAndExecThroughKwok(t *testing.T) {
+	c := k8sbench.Shared(t)
+	ns := c.Namespace(t)
+	deployment(t, c, ns, "web", 2, 60)
+	tg := target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}})
+	h := tg.Hosts()[0]
+	file := c.PodLogs(t, ns)
+	k8sbench.AppendPodLog(t, file, "stdout", "hello from the release")
+	k8sbench.AppendPodLog(t, file, "stderr", "a warning")
+
+	var out string
+	eventually(t, "reading the pods' logs", func() error {
+		var b bytes.Buffer
+		if err := h.(targets.LogReader).Logs(t.Context(), &b, targets.LogOptions{}); err != nil {
+			return err
+		}
+		out = b.String()
+		return nil
+	})
+	// Two pods, each line prefixed as kubectl logs --prefix does, stdout and stderr.
+	if n := strings.Count(out, "hello from the release\n"); n != 2 || strings.Count(out, "a warning\n") != 2 || !strings.Contains(out, "[pod/web-") || !strings.Contains(out, "/web] hello") {
+		t.Errorf("logs of two pods:\n%s", out)
+	}
+
+	// --follow: a line written after the stream started arrives, and cancelling ends it.
+	ctx, cancel := context.WithCancel(t.Context())
+	var follow syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- h.(targets.LogReader).Logs(ctx, &follow, targets.LogOptions{Follow: true}) }()
+	eventually(t, "the first lines followed", func() error {
+		if strings.Count(follow.String(), "a warning") < 2 {
+			return errors.New("not yet: " + follow.String())
+		}
+		return nil
+	})
+	k8sbench.AppendPodLog(t, file, "stdout", "a new line")
+	eventually(t, "the new line followed", func() error {
+		if strings.Count(follow.String(), "a new line") < 2 {
+			return errors.New("not yet: " + follow.String())
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("follow ended by the caller: %v", err)
+	}
+
+	// exec runs in one pod; its output and exit status come back.
+	dir := t.TempDir()
+	c.PodExec(t, ns, dir, map[string]string{"MARK": "in-the-pod"})
+	eventually(t, "exec in a pod", func() error {
+		var b bytes.Buffer
+		if err := h.(targets.Executor).Exec(t.Context(), []string{"sh", "-c", `echo "$MARK"; pwd; echo oops >&2`}, &b); err != nil {
+			return err
+		}
+		out = b.String()
+		return nil
+	})
+	if out != "in-the-pod\n"+dir+"\noops\n" {
+		t.Errorf("exec output %q", out)
+	}
+	// A failing command fails. (A kubelet reports its status as NonZeroExitCode, which
+	// becomes a *targets.ExitError with the code; kwok's exec reports an internal error
+	// that only names the status, so here the code is in the message.)
+	var b bytes.Buffer
+	err := h.(targets.Executor).Exec(t.Context(), []string{"sh", "-c", "exit 3"}, &b)
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "deployment \"web\"") {
+		t.Errorf("a failing command: %v", err)
+	}
+
+	// No pod runs: a clear error naming the Deployment.
+	zero := int32(0)
+	_, dep := images(t, c, ns, "web")
+	dep.Spec.Replicas = &zero
+	if _, err := c.Client.AppsV1().Deployments(ns).Update(t.Context(), dep, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var nolive *targets.NoLiveError
+	eventually(t, "no pod left", func() error {
+		err := h.(targets.Executor).Exec(t.Context(), []string{"true"}, &b)
+		if errors.As(err, &nolive) {
+			return nil
+		}
+		return errors.New("still a pod")
+	})
+	if !strings.Contains(nolive.Error(), "deployment/web has no live release") {
+		t.Errorf("no pod: %v", nolive)
+	}
+}
