@@ -277,15 +277,11 @@ func CheckError(rep *CheckReport) error {
 	}
 	err := fmt.Errorf("environment %q is not ready to deploy: %s", rep.Env, strings.Join(bad, "; "))
 	if unreach {
-		return &unreachableError{err}
+		return &UnreachableError{Err: err}
 	}
 	return err
 }
 
-// unreachableError marks an error as every host being out of reach.
-type unreachableError struct{ error }
-
-func (e *unreachableError) Unwrap() error { return e.error }
 
 // RenderCheck prints a table per host, then the target's own checks.
 func RenderCheck(w io.Writer, rep *CheckReport) error {

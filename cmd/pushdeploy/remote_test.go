@@ -119,3 +119,23 @@ func closedAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestStatusExitUnreachable: status exits 7 when a server, or the cluster, cannot be
+// reached, and 0 when it can.
+func TestStatusExitUnreachable(t *testing.T) {
+	e := newSSHEnv(t)
+	wantExit(t, pipeline.ExitOK, e.cmd("status", "--no-check")...)
+	down := closedAddr(t)
+	out := wantExit(t, pipeline.ExitUnreachable, replaced(e.cmd("status", "--no-check"), "--hosts", down)...)
+	if !strings.Contains(out, down) {
+		t.Errorf("status does not name the host: %s", out)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: %q, insecure-skip-tls-verify: true}}]\n"+
+		"users: [{name: u, user: {token: t0ken-not-secret}}]\ncontexts: [{name: x, context: {cluster: c, user: u, namespace: default}}]\ncurrent-context: x\n", "https://"+closedAddr(t))
+	if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, pipeline.ExitUnreachable, "status", "--no-check", "--env", "staging", "--app", "web", "--kind", "kubernetes",
+		"--deployment", "web", "--kubeconfig", "file:"+kc)
+}
