@@ -78,7 +78,8 @@ func (x *Environments) Check(ctx context.Context, name string) (*CheckReport, er
 		}()
 	}
 	wg.Wait()
-	if p, ok := e.t.(targets.Preflighter); ok {
+	// A server target's preflight is the hosts' own first checks again (login, path).
+	if p, ok := e.t.(targets.Preflighter); ok && e.t.Kind() != "ssh" {
 		it := CheckItem{Check: CheckTarget, OK: true}
 		if err := p.Preflight(ctx); err != nil {
 			it.OK, it.Detail = false, err.Error()

@@ -175,3 +175,56 @@ func TestLogsAndExecOnServers(t *testing.T) {
 		t.Errorf("logs without a logs command: %v", err)
 	}
 }
+
+// TestDeployRefusedBeforeTheLockWhenAHostIsDown: a deploy to a fleet with one server
+// nobody answers at is refused by the preflight of the gates, before the lock: exit code
+// 7, and no host changed (no application directory, no lock, no release).
+func TestDeployRefusedBeforeTheLockWhenAHostIsDown(t *testing.T) {
+	f := newFleet(t, 2)
+	file := f.file(t, "")
+	closed := closedAddr(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	rec, err := pipeline.Deploy(t.Context(), pipeline.Request{
+		File: file, Env: "test", Deployer: "alice", Source: pipeline.Source{Version: "v1"},
+		Secrets: f.secrets, Targets: f.remoteMaker(closed), Artifact: &pipeline.Artifact{Dir: dir}, Log: &log,
+	})
+	t.Logf("deploy:\n%s", log.String())
+	if pipeline.ExitCode(err) != pipeline.ExitUnreachable || !strings.HasPrefix(fmt.Sprint(err), "gates: ") || !strings.Contains(err.Error(), closed) {
+		t.Fatalf("deploy with a host down: exit %d: %v", pipeline.ExitCode(err), err)
+	}
+	if stageOutcome(rec, "lock") != "" {
+		t.Errorf("stages %q: the lock stage ran", stageNames(rec))
+	}
+	for i := range f.hosts {
+		if _, err := os.Stat(f.appDir(i)); !os.IsNotExist(err) {
+			t.Errorf("host %d was changed: %s exists (%v)", i, f.appDir(i), err)
+		}
+	}
+	// The same fleet with every host up deploys: the preflight passes.
+	rec, err = pipeline.Deploy(t.Context(), pipeline.Request{
+		File: file, Env: "test", Deployer: "alice", Source: pipeline.Source{Version: "v1"},
+		Secrets: f.secrets, Targets: f.remoteMaker(), Artifact: &pipeline.Artifact{Dir: dir}, Log: &log,
+	})
+	if err != nil || rec.Outcome != pipeline.OutcomeDeployed {
+		t.Fatalf("deploy with every host up: %v\n%s", err, log.String())
+	}
+	// A deploy path the login cannot write is refused the same way, naming it.
+	bad := func(ctx context.Context, fl *config.File, name string, s *pipeline.Secrets) (targets.Target, error) {
+		var hc []ssh.HostConfig
+		for _, h := range f.hosts {
+			hc = append(hc, ssh.HostConfig{Addr: h.Addr, User: h.User, Path: "/proc/pd-nowhere/app"})
+		}
+		return ssh.New("myapp", name, hc, ssh.PrivateKey(s.SSHKey), ssh.KnownHosts(s.KnownHosts), ssh.ManifestCache(""))
+	}
+	_, err = pipeline.Deploy(t.Context(), pipeline.Request{
+		File: file, Env: "test", Deployer: "alice", Source: pipeline.Source{Version: "v2"},
+		Secrets: f.secrets, Targets: bad, Artifact: &pipeline.Artifact{Dir: dir}, Log: &log,
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "gates: ") || !strings.Contains(err.Error(), `"/proc/pd-nowhere/app"`) || pipeline.ExitCode(err) != pipeline.ExitFailed {
+		t.Errorf("deploy to an unwritable path: exit %d: %v", pipeline.ExitCode(err), err)
+	}
+}
