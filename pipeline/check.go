@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/pipeline/publish"
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
@@ -25,6 +26,7 @@ const (
 	CheckDisk      = "free disk"
 	CheckRestart   = "restart program"
 	CheckTarget    = "target preflight"
+	CheckRegistry  = "registry credentials"
 )
 
 // CheckItem is one check on one host: passed, failed (Detail says why) or skipped (an
@@ -86,6 +88,9 @@ func (x *Environments) Check(ctx context.Context, name string) (*CheckReport, er
 		}
 		rep.Target = append(rep.Target, it)
 	}
+	if it, ok := x.checkRegistry(ctx, env); ok {
+		rep.Target = append(rep.Target, it)
+	}
 	rep.OK = true
 	for _, h := range rep.Hosts {
 		for _, c := range h.Checks {
@@ -97,6 +102,28 @@ func (x *Environments) Check(ctx context.Context, name string) (*CheckReport, er
 	}
 	maskReport(rep, x.Secrets.values())
 	return rep, nil
+}
+
+// checkRegistry checks that the registry accepts the file's image credentials for
+// pulling, for image kinds with a registry login; ok is false when there is nothing to
+// check. The item names the registry and the user, never the password.
+func (x *Environments) checkRegistry(ctx context.Context, env *config.Environment) (CheckItem, bool) {
+	img := x.File.Image
+	if img == nil || img.Username == "" || (env.Docker == nil && env.Kubernetes == nil) {
+		return CheckItem{}, false
+	}
+	it := CheckItem{Check: CheckRegistry}
+	repo := repoOf(img)
+	opts, err := registryPublisher{}.options(img, &x.Secrets)
+	if err == nil {
+		err = publish.CheckPull(ctx, repo, opts...)
+	}
+	if err != nil {
+		it.Detail = fmt.Sprintf("user %q: %v", img.Username, err)
+		return it, true
+	}
+	it.OK, it.Detail = true, fmt.Sprintf("user %q may pull %s", img.Username, repo)
+	return it, true
 }
 
 func maskReport(rep *CheckReport, values [][]byte) {
