@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	k8sbench "github.com/pushdeploy/pushdeploy/internal/testbench/k8s"
+	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/config"
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/kubernetes"
 )
@@ -124,5 +126,44 @@ func TestLogsAndExecThroughKwok(t *testing.T) {
 	})
 	if !strings.Contains(nolive.Error(), "deployment/web has no live release") {
 		t.Errorf("no pod: %v", nolive)
+	}
+}
+
+// TestPipelineLogsAndExecOnDeployments: pipeline's logs and exec over two Deployments,
+// through the API server and kwok: every line prefixed by its Deployment and pod, exec in
+// one pod of each, --host picking one Deployment by its bare name.
+func TestPipelineLogsAndExecOnDeployments(t *testing.T) {
+	c := k8sbench.Shared(t)
+	ns := c.Namespace(t)
+	deployment(t, c, ns, "web", 2, 60)
+	deployment(t, c, ns, "worker", 1, 60)
+	file := c.PodLogs(t, ns)
+	k8sbench.AppendPodLog(t, file, "stdout", "served a request")
+	c.PodExec(t, ns, t.TempDir(), nil)
+	f, err := config.Parse("pushdeploy.yaml", []byte("app: shop\nenvironments:\n  test:\n    kubernetes:\n      deployments: [web, worker]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &pipeline.Environments{File: f, Targets: func(context.Context, *config.File, string, *pipeline.Secrets) (targets.Target, error) {
+		return target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}, {Name: "worker"}}), nil
+	}}
+	var out bytes.Buffer
+	eventually(t, "logs of both deployments", func() error {
+		out.Reset()
+		_, err := x.Logs(t.Context(), "test", &out, pipeline.LogsSince(time.Hour))
+		return err
+	})
+	if strings.Count(out.String(), "deployment/web    | [pod/web-") != 2 || strings.Count(out.String(), "deployment/worker | [pod/worker-") != 1 ||
+		strings.Count(out.String(), "] served a request\n") != 3 {
+		t.Errorf("logs of 2+1 pods:\n%s", out.String())
+	}
+	var rep *pipeline.OutputReport
+	eventually(t, "exec in one pod of web", func() error {
+		var err error
+		rep, err = x.Exec(t.Context(), "test", pipeline.ShellCommand("echo hi"), nil, pipeline.ExecHost("web"))
+		return err
+	})
+	if len(rep.Hosts) != 1 || rep.Hosts[0].Host != "deployment/web" || rep.Hosts[0].Output != "hi\n" {
+		t.Errorf("exec on web: %+v", rep)
 	}
 }
