@@ -310,7 +310,6 @@ func CheckError(rep *CheckReport) error {
 	return err
 }
 
-
 // RenderCheck prints a table per host, then the target's own checks.
 func RenderCheck(w io.Writer, rep *CheckReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
