@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,10 @@ func TestLogsAndExecThroughKwok(t *testing.T) {
 	tg := target(t, c.Kubeconfig, ns, []kubernetes.Workload{{Name: "web"}})
 	h := tg.Hosts()[0]
 	file := c.PodLogs(t, ns)
+	// A line from long ago, in the runtime's format, that --since leaves out.
+	if err := os.WriteFile(file, []byte("2020-01-02T03:04:05.000000000Z stdout F an old line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	k8sbench.AppendPodLog(t, file, "stdout", "hello from the release")
 	k8sbench.AppendPodLog(t, file, "stderr", "a warning")
 
@@ -59,8 +64,13 @@ func TestLogsAndExecThroughKwok(t *testing.T) {
 		return nil
 	})
 	// Two pods, each line prefixed as kubectl logs --prefix does, stdout and stderr.
-	if n := strings.Count(out, "hello from the release\n"); n != 2 || strings.Count(out, "a warning\n") != 2 || !strings.Contains(out, "[pod/web-") || !strings.Contains(out, "/web] hello") {
+	if n := strings.Count(out, "hello from the release\n"); n != 2 || strings.Count(out, "an old line") != 2 || strings.Count(out, "a warning\n") != 2 || !strings.Contains(out, "[pod/web-") || !strings.Contains(out, "/web] hello") {
 		t.Errorf("logs of two pods:\n%s", out)
+	}
+
+	var recent bytes.Buffer
+	if err := h.(targets.LogReader).Logs(t.Context(), &recent, targets.LogOptions{Since: time.Hour}); err != nil || strings.Contains(recent.String(), "an old line") || strings.Count(recent.String(), "a warning") != 2 {
+		t.Errorf("logs since an hour ago: %v\n%s", err, recent.String())
 	}
 
 	// --follow: a line written after the stream started arrives, and cancelling ends it.
