@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	"github.com/pushdeploy/pushdeploy/targets"
@@ -39,6 +41,34 @@ func TestLogsAndExecInTheLiveContainer(t *testing.T) {
 		t.Errorf("logs of the live container: %q", out.String())
 	}
 
+	// --follow: a line the container prints later (written to its process's stdout by an
+	// exec) arrives, and cancelling ends the stream without an error.
+	fctx, stop := context.WithCancel(t.Context())
+	follow := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- h.(targets.LogReader).Logs(fctx, follow, targets.LogOptions{Follow: true}) }()
+	for !strings.Contains(follow.String(), "listening on") {
+		select {
+		case err := <-done:
+			t.Fatalf("follow ended by itself: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := h.(targets.Executor).Exec(t.Context(), []string{"/bin/sh", "-c", "echo a later line > /proc/1/fd/1"}, &out); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	for !strings.Contains(follow.String(), "a later line\n") {
+		select {
+		case err := <-done:
+			t.Fatalf("follow ended by itself: %v\n%s", err, follow.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("follow stopped by the caller: %v", err)
+	}
+
 	out.Reset()
 	err := h.(targets.Executor).Exec(t.Context(), []string{"/bin/sh", "-c", `echo "$PUSHDEPLOY_RELEASE $PUSHDEPLOY_VERSION $HELLO_VERSION"; echo oops >&2; exit 3`}, &out)
 	var ee *targets.ExitError
@@ -60,3 +90,16 @@ func TestLogsAndExecInTheLiveContainer(t *testing.T) {
 		t.Error("exec with a cancelled context succeeded")
 	}
 }
+
+// syncBuffer is a buffer a follow goroutine writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
