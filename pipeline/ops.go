@@ -198,13 +198,20 @@ func RenderEnvHistory(w io.Writer, h *EnvHistory) error {
 }
 
 // Rollback returns the named environment to the release to (each host's previous one
-// when to is ""). A protected environment needs an approval here too.
-func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string) (*Record, error) {
+// when to is ""). A protected environment needs an approval here too. A rollback across a
+// release that crossed an irreversible change is refused (*IrreversibleError) unless opts
+// has WithAcrossIrreversible(true).
+func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string, opts ...Option) (*Record, error) {
 	env, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
+	for _, o := range opts {
+		if err := o(e.o); err != nil {
+			return nil, err
+		}
+	}
 	if env.Protected && strings.TrimSpace(approvedBy) == "" {
 		return nil, fmt.Errorf("environment %q is protected: a rollback needs --approved-by too; nothing was changed", name)
 	}
