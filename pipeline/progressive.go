@@ -328,11 +328,12 @@ func (e *engine) gate(ctx context.Context, ph phase, live []int, rec *Record) (t
 }
 
 // hostsPattern is a regular expression matching exactly the given names, for Prometheus
-// label matchers (which anchor it); "" when there are none.
+// label matchers (which anchor it), written for a double-quoted PromQL string (its
+// backslashes doubled: host=~"{{.Hosts}}"); "" when there are none.
 func hostsPattern(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = regexp.QuoteMeta(n)
+		q[i] = strings.ReplaceAll(regexp.QuoteMeta(n), `\`, `\\`)
 	}
 	return strings.Join(q, "|")
 }
