@@ -129,7 +129,9 @@ type QueryError struct {
 	Msg   string
 }
 
-func (e *QueryError) Error() string { return fmt.Sprintf("prometheus refused query %q: %s", e.Query, e.Msg) }
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("prometheus refused query %q: %s", e.Query, e.Msg)
+}
 
 // run measures until Count measurements in a row pass (nil, and what the last one saw) or
 // the analysis fails: Tries run out, an inconclusive measurement with Inconclusive fail, a

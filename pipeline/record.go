@@ -42,10 +42,10 @@ type Record struct {
 	BakedMs int64        `json:"bakedMs,omitempty"`
 	// Irreversible says why the release crossed a change that a rollback cannot undo (a
 	// migrate hook marked irreversible, deploy --irreversible); "" when it did not.
-	Irreversible string `json:"irreversible,omitempty"`
-	Warnings    []string      `json:"warnings,omitempty"`
-	Started     time.Time     `json:"started"`
-	Finished    time.Time     `json:"finished"`
+	Irreversible string    `json:"irreversible,omitempty"`
+	Warnings     []string  `json:"warnings,omitempty"`
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
 }
 
 // HostResult is what happened on one host.
