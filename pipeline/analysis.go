@@ -143,9 +143,10 @@ func (a *Analysis) run(ctx context.Context, data map[string]string, logf func(st
 	}
 	query := q.String()
 	logf("analysis %s: %s (every %s, %d in a row of at most %d tries)", a.Name, query, a.Interval, a.Count, a.Tries)
-	inRow := 0
+	inRow, tries := 0, 0
 	var last measurement
 	for try := 1; try <= a.Tries; try++ {
+		tries = try
 		if try > 1 {
 			select {
 			case <-ctx.Done():
@@ -177,9 +178,9 @@ func (a *Analysis) run(ctx context.Context, data map[string]string, logf func(st
 		}
 	}
 	if last.verdict == measureInconclusive {
-		return last.detail, fmt.Errorf("inconclusive after %d tries: %s", a.Tries, last.detail)
+		return last.detail, fmt.Errorf("inconclusive after %d tries: %s", tries, last.detail)
 	}
-	return last.detail, fmt.Errorf("failed: %s (needed %d passing measurement(s) in a row of at most %d)", last.detail, a.Count, a.Tries)
+	return last.detail, fmt.Errorf("failed: %s (after %d tries; %d passing in a row needed of at most %d)", last.detail, tries, a.Count, a.Tries)
 }
 
 // promResponse is the Prometheus HTTP API's envelope.

@@ -17,7 +17,9 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	"github.com/pushdeploy/pushdeploy/pipeline"
+	"github.com/pushdeploy/pushdeploy/pipeline/assemble"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/targets/docker"
 )
 
 // Issue 15 on servers: bake, canary steps with analysis against a real Prometheus,
@@ -265,6 +267,7 @@ func TestCanaryAnalysisAgainstPrometheus(t *testing.T) {
 	}
 	prom := testbench.StartPrometheus(t, tg...)
 	traffic(t, f.ports)
+	prom.WaitForSeries(t, "up")
 	cf := f.file(canarySteps(prom.URL))
 	for _, v := range []string{"v1", "v2"} {
 		rec, err := f.release(cf, v, map[string]string{"HELLO_ERROR_RATE": "0"})
@@ -518,5 +521,72 @@ func TestIrreversibleReleases(t *testing.T) {
 	}
 	if last := h.Records[len(h.Records)-1]; last.Irreversible == "" || last.Rollback == nil || last.Rollback.Stopped == "" {
 		t.Errorf("the history's last record %+v does not say the deploy stopped at the irreversible release", last)
+	}
+}
+
+// TestBakeOnDockerHosts: the same bake on a Docker host: the container is probed (and
+// watched staying up) for the bake; a release that fails in it goes back to the previous
+// container, and the record says how long it baked.
+func TestBakeOnDockerHosts(t *testing.T) {
+	d := testbench.SharedDockerd(t)
+	hosts := testbench.SSHHosts(t, 1)
+	reg := testbench.InProcessRegistry(t)
+	port := testbench.FreePort(t)
+	secrets := pipeline.Secrets{SSHKey: hosts[0].ClientKey, KnownHosts: testbench.KnownHostsOf(hosts)}
+	maker := assemble.Maker(assemble.Extra{Docker: []docker.Option{docker.WithSocket(d.Socket), docker.WithStateDir(hosts[0].Dir)}})
+	t.Cleanup(func() { removeContainers(t, d, "baker") })
+	file := func(extraEnv string) *config.File {
+		src := fmt.Sprintf(`app: baker
+image:
+  repository: %s/baker
+environments:
+  staging:
+    docker:
+      hosts: ["%s"]
+      user: %s
+      network: host
+      env:
+        HELLO_ADDR: "127.0.0.1:%d"%s
+    health:
+      http: {url: "http://{{.Address}}:%d/health"}
+      interval: 100ms
+      retries: 50
+      stable: 300ms
+    bake: 3s
+`, reg.Host, hosts[0].Addr, hosts[0].User, port, extraEnv, port)
+		cf, err := config.Parse("pushdeploy.yaml", []byte(src))
+		if err != nil {
+			t.Fatalf("the test's environments file: %v\n%s", err, src)
+		}
+		return cf
+	}
+	var log bytes.Buffer
+	deploy := func(cf *config.File, version string) (*pipeline.Record, error) {
+		ref := testbench.PushHelloRef(t, reg, "baker", testbench.HelloImage{Version: version})
+		start := log.Len()
+		rec, err := pipeline.Deploy(context.Background(), pipeline.Request{
+			File: cf, Env: "staging", Deployer: "ci", Source: pipeline.Source{Version: version},
+			Secrets: secrets, Targets: maker, Artifact: &pipeline.Artifact{Image: ref}, Log: &log,
+		})
+		t.Logf("deploy %s:\n%s", version, log.String()[start:])
+		return rec, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
+	rec, err := deploy(file(""), "v1")
+	if err != nil {
+		t.Fatalf("v1: %v", err)
+	}
+	if rec.BakedMs != 3000 || stepOutcomes(rec) != "bake: 3s=ok" {
+		t.Errorf("v1: baked %dms, steps %s; want one bake of 3s", rec.BakedMs, stepOutcomes(rec))
+	}
+	rec, err = deploy(file("\n        HELLO_FAIL_AFTER: \"15\""), "v2")
+	if err == nil || pipeline.ExitCode(err) != pipeline.ExitRolledBack || !strings.Contains(err.Error(), "bake: health check") {
+		t.Fatalf("v2 failing in its bake: %v (exit %d)", err, pipeline.ExitCode(err))
+	}
+	if rec.Hosts[0].Step != pipeline.StepBake || rec.BakedMs <= 0 || rec.BakedMs >= 3000 {
+		t.Errorf("v2: host %+v, baked %dms; want failed at the bake, cut short", rec.Hosts[0], rec.BakedMs)
+	}
+	if got := testbench.Get(url); got != "200 ok v1" {
+		t.Errorf("after the rollback the host serves %q, want v1", got)
 	}
 }

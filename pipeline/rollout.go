@@ -33,6 +33,7 @@ func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...O
 		return nil, err
 	}
 	rec := newRecord("deploy", t, r, e.o)
+	e.follow(func() targets.Release { return r }) // health and analysis templates see r
 	return e.underLock(ctx, func(ctx context.Context, held *heldLock) (*Result, error) {
 		return e.rollout(ctx, held, r, rec)
 	})

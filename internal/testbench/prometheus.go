@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +97,33 @@ func StartPrometheus(t testing.TB, targets ...PromTarget) *Prometheus {
 			t.Fatalf("prometheus exited before it was ready:\n%s", p.Log())
 		case <-ctx.Done():
 			t.Fatalf("prometheus not ready after a minute:\n%s", p.Log())
+		case <-tick.C:
+		}
+	}
+}
+
+// WaitForSeries waits until an instant query of Prometheus returns at least one series (its
+// first scrapes have landed), polling the observed state; it fails the test after a minute
+// with what the server says of its targets.
+func (p *Prometheus) WaitForSeries(t testing.TB, query string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get(p.URL + "/api/v1/query?query=" + url.QueryEscape(query))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && !strings.Contains(string(b), `"result":[]`) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			targets := Get(p.URL + "/api/v1/targets")
+			t.Fatalf("prometheus has no series for %s after a minute; its targets: %s\n%s", query, targets, p.Log())
 		case <-tick.C:
 		}
 	}
