@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,57 +28,22 @@ import (
 // helloFleet is n sshd hosts that run examples/hello from the release deployed.
 type helloFleet struct {
 	*serverBench
-	binary string
-	ports  []int
+	ports []int
 }
 
 func newHelloFleet(t *testing.T, n int) *helloFleet {
 	b := newServerBench(t, n)
-	f := &helloFleet{serverBench: b, binary: testbench.HelloBinary(t)}
+	f := &helloFleet{serverBench: b}
 	b.maker = b.perHostMaker()
 	for _, h := range b.hosts {
-		port := testbench.FreePort(t)
-		f.ports = append(f.ports, port)
-		os.MkdirAll(appDir(h), 0o755)
-		if err := os.WriteFile(filepath.Join(appDir(h), "port"), []byte(strconv.Itoa(port)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		os.Chown(appDir(h), uidOf(t, h.Dir), -1)
-		os.Chown(filepath.Join(appDir(h), "port"), uidOf(t, h.Dir), -1)
+		f.ports = append(f.ports, testbench.HelloServer(t, h, appDir(h)))
 	}
-	t.Cleanup(func() {
-		for _, h := range b.hosts {
-			if pid, err := os.ReadFile(filepath.Join(appDir(h), "app.pid")); err == nil {
-				if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
-					syscall.Kill(n, syscall.SIGKILL)
-				}
-			}
-		}
-	})
 	return f
 }
 
-func uidOf(t *testing.T, dir string) int {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(fi.Sys().(*syscall.Stat_t).Uid)
-}
-
-// restart stops the host's running hello and starts the live release's, with the release's
-// hello.env; a file fail-<version> in the application's directory makes that host's /health
-// fail (a host-specific failure). ran.log lists every release a host ever started.
-const helloRestart = `cd "$PUSHDEPLOY_PATH" && ` +
-	`if [ -f app.pid ]; then kill "$(cat app.pid)" 2>/dev/null; i=0; while kill -0 "$(cat app.pid)" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; fi; ` +
-	`set -a; . current/hello.env; set +a; ` +
-	`if [ -f "fail-$PUSHDEPLOY_VERSION" ]; then export HELLO_FAIL_HEALTH=1; fi; ` +
-	`echo "$PUSHDEPLOY_RELEASE $PUSHDEPLOY_VERSION" >> ran.log; ` +
-	`HELLO_ADDR="127.0.0.1:$(cat port)" HELLO_VERSION="$PUSHDEPLOY_VERSION" setsid ./current/hello </dev/null >>app.log 2>&1 & echo $! > app.pid`
-
-// helloHealth checks the host's own port (the command starts in <path>/current).
-const helloHealth = `    health:
-      command: './hello -check "http://127.0.0.1:$(cat "${PWD%/current}/port")/health"'
+// helloHealth checks the host's own port.
+var helloHealth = `    health:
+      command: '` + testbench.HelloHealthCommand + `'
       interval: 100ms
       retries: 50
       stable: 300ms
@@ -95,7 +58,7 @@ func (f *helloFleet) file(rest string) *config.File {
 	}
 	h := f.hosts[0]
 	src := fmt.Sprintf("app: web\nenvironments:\n  staging:\n    ssh:\n      hosts: [%s]\n      user: %s\n      path: %s\n      restart: %s\n%s%s",
-		strings.Join(hosts, ", "), h.User, appDir(h), strconv.Quote(helloRestart), helloHealth, rest)
+		strings.Join(hosts, ", "), h.User, appDir(h), strconv.Quote(testbench.HelloRestart), helloHealth, rest)
 	cf, err := config.Parse("pushdeploy.yaml", []byte(src))
 	if err != nil {
 		f.t.Fatalf("the test's environments file: %v\n%s", err, src)
@@ -111,20 +74,7 @@ func (f *helloFleet) release(cf *config.File, version string, env map[string]str
 func (f *helloFleet) releaseWith(cf *config.File, version string, env map[string]string, edit func(*pipeline.Request)) (*pipeline.Record, error) {
 	f.t.Helper()
 	dir := f.t.TempDir()
-	bin, err := os.ReadFile(f.binary)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	var lines []string
-	for k, v := range env {
-		lines = append(lines, k+"="+v)
-	}
-	for name, content := range map[string]string{"VERSION": version + "\n", "hello.env": strings.Join(lines, "\n") + "\n"} {
-		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "hello"), bin, 0o755); err != nil {
-		f.t.Fatal(err)
-	}
+	testbench.HelloRelease(f.t, dir, version, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a guard against a hung deploy
 	defer cancel()
 	req := pipeline.Request{
@@ -209,32 +159,6 @@ func TestBakeRollsBackAFailureDuringIt(t *testing.T) {
 	}
 }
 
-// traffic sends requests to every port's / until the test ends (bounded in count too), so
-// that error rates have something to count.
-func traffic(t *testing.T, ports []int) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	c := &http.Client{Timeout: time.Second}
-	for _, p := range ports {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for range 200000 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				if resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", p)); err == nil {
-					resp.Body.Close()
-				}
-			}
-		}()
-	}
-}
 
 // canarySteps is the environment of a canary over the fleet analysed by prom.
 func canarySteps(prom string) string {
@@ -266,7 +190,7 @@ func TestCanaryAnalysisAgainstPrometheus(t *testing.T) {
 		tg = append(tg, testbench.PromTarget{Addr: fmt.Sprintf("127.0.0.1:%d", f.ports[i]), Labels: map[string]string{"host": h.Addr}})
 	}
 	prom := testbench.StartPrometheus(t, tg...)
-	traffic(t, f.ports)
+	testbench.Traffic(t, f.ports...)
 	prom.WaitForSeries(t, "up")
 	cf := f.file(canarySteps(prom.URL))
 	for _, v := range []string{"v1", "v2"} {
