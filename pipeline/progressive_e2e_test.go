@@ -159,7 +159,6 @@ func TestBakeRollsBackAFailureDuringIt(t *testing.T) {
 	}
 }
 
-
 // canarySteps is the environment of a canary over the fleet analysed by prom.
 func canarySteps(prom string) string {
 	return fmt.Sprintf(`    steps:

@@ -4,10 +4,12 @@
 // same release (half its requests answer 500), the same analysis against a real Prometheus
 // scraping every host's /metrics:
 //
-//   - pushdeploy's canary: steps [{hosts: 1}, {analysis: errors}, ...]: one host switches,
-//     the analysis fails, that host goes back;
+//   - pushdeploy's canary (steps: hosts 1, analysis, percent 50, analysis): one host
+//     switches, the analysis fails, that host goes back;
 //   - switch and hope (Kamal, Capistrano, Deployer): every host switches at once, then the
 //     same analysis (a post-deploy check) fails and every host goes back.
+//
+// Run it with:
 //
 //	go test ./bench/canary -run '^$' -bench . -benchtime 3x
 package canarybench
@@ -112,4 +114,3 @@ func BenchmarkBadCanary(b *testing.B) {
 		})
 	}
 }
-

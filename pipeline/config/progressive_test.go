@@ -62,8 +62,8 @@ func TestProgressiveErrors(t *testing.T) {
 			`environments.staging.analysis.errors.prometheus: not an http:// or https:// URL`},
 		"credentials in prometheus": {canaryBase + strings.Replace(errorsAnalysis, "http://prometheus:9090", "http://u:p@prometheus:9090", 1),
 			`the URL holds a user or password`},
-		"count over tries": {canaryBase + errorsAnalysis + "        count: 5\n        tries: 2\n", `5 measurements in a row cannot pass within 2 tries`},
-		"inconclusive":     {canaryBase + errorsAnalysis + "        inconclusive: maybe\n", `environments.staging.analysis.errors.inconclusive`},
+		"count over tries":   {canaryBase + errorsAnalysis + "        count: 5\n        tries: 2\n", `5 measurements in a row cannot pass within 2 tries`},
+		"inconclusive":       {canaryBase + errorsAnalysis + "        inconclusive: maybe\n", `environments.staging.analysis.errors.inconclusive`},
 		"step without range": {canaryBase + errorsAnalysis + "        step: 10s\n", `a step is the resolution of a range query: give range too`},
 		"empty migrate":      {canaryBase + "    hooks:\n      migrate: {irreversible: true}\n", `environments.staging.hooks.migrate`},
 	} {
