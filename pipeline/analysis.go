@@ -142,7 +142,11 @@ func (a *Analysis) run(ctx context.Context, data map[string]string, logf func(st
 		return "", fmt.Errorf("rendering the query: %w", err)
 	}
 	query := q.String()
-	logf("analysis %s: %s (every %s, %d in a row of at most %d tries)", a.Name, query, a.Interval, a.Count, a.Tries)
+	kind := "instant"
+	if a.Range > 0 {
+		kind = fmt.Sprintf("range %s, step %s", a.Range, a.Step)
+	}
+	logf("analysis %s: %s (%s; every %s, %d in a row of at most %d tries)", a.Name, query, kind, a.Interval, a.Count, a.Tries)
 	inRow, tries := 0, 0
 	var last measurement
 	for try := 1; try <= a.Tries; try++ {

@@ -50,7 +50,9 @@ func TestCanaryStepsOnDeployments(t *testing.T) {
 	an, err := pipeline.AnalysisFromConfig("errors", &config.Analysis{
 		Prometheus: prom.URL,
 		Query:      `max(shop_error_ratio{deployment=~"{{.Hosts}}"})`,
-		Condition:  "< 0.05", Interval: config.Duration{Duration: 300e6}, Count: 2, Tries: 6,
+		// A range query: every point of the last 2s must pass.
+		Range: config.Duration{Duration: 2e9}, Step: config.Duration{Duration: 500e6},
+		Condition: "< 0.05", Interval: config.Duration{Duration: 300e6}, Count: 2, Tries: 8,
 	})
 	if err != nil {
 		t.Fatal(err)
