@@ -285,6 +285,8 @@ func (e *engine) gate(ctx context.Context, ph phase, live []int, rec *Record) (t
 	var step string
 	var err error
 	switch {
+	case ph.bake > 0 && len(live) == 0:
+		return nil, "", nil // no host switched (each ran the release already): nothing to bake
 	case ph.bake > 0:
 		if res.Step == "" {
 			res.Step = "bake: " + ph.bake.String()
@@ -322,7 +324,7 @@ func (e *engine) gate(ctx context.Context, ph phase, live []int, rec *Record) (t
 	res.Millis = time.Since(start).Milliseconds()
 	rec.Steps = append(rec.Steps, res)
 	if err != nil && step == StepAnalysis {
-		err = fmt.Errorf("analysis %q: %w", ph.analysis.Name, err)
+		err = fmt.Errorf("%q %w", ph.analysis.Name, err)
 	}
 	return bad, step, err
 }

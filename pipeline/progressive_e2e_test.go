@@ -213,7 +213,7 @@ func TestCanaryAnalysisAgainstPrometheus(t *testing.T) {
 	if code := pipeline.ExitCode(err); code != pipeline.ExitRolledBack {
 		t.Errorf("exit code %d, want %d: %v", code, pipeline.ExitRolledBack, err)
 	}
-	if !strings.Contains(err.Error(), `analysis: analysis "errors": failed:`) || !strings.Contains(err.Error(), "want < 0.05") {
+	if !strings.Contains(err.Error(), `analysis: "errors" failed:`) || !strings.Contains(err.Error(), "want < 0.05") {
 		t.Errorf("error %v; want the analysis's failure with the value it saw", err)
 	}
 	if len(rec.Steps) != 2 || rec.Steps[1].Outcome != "failed" || rec.Rollback == nil || len(rec.Rollback.Hosts) != 1 || rec.Rollback.Hosts[0] != f.hosts[0].Addr {
