@@ -445,6 +445,16 @@ func TestIrreversibleReleases(t *testing.T) {
 	if last := h.Records[len(h.Records)-1]; last.Irreversible == "" || last.Rollback == nil || last.Rollback.Stopped == "" {
 		t.Errorf("the history's last record %+v does not say the deploy stopped at the irreversible release", last)
 	}
+	var out bytes.Buffer
+	pipeline.RenderEnvHistory(&out, h)
+	if !strings.Contains(out.String(), "failed (irreversible)") || !strings.Contains(out.String(), "deployed (irreversible)") {
+		t.Errorf("history does not mark the irreversible releases:\n%s", out.String())
+	}
+	out.Reset()
+	pipeline.RenderRecord(&out, rec)
+	if !strings.Contains(out.String(), "NOT ROLLED BACK: no host was rolled back") || !strings.Contains(out.String(), f.hosts[1].Addr+" runs v3") {
+		t.Errorf("the record as printed does not say the fleet's state:\n%s", out.String())
+	}
 }
 
 // TestBakeOnDockerHosts: the same bake on a Docker host: the container is probed (and
