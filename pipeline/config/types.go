@@ -168,6 +168,13 @@ type SSHTarget struct {
 	// config/database.yml) is a file, any other a directory; end a path with "/" to make it
 	// a directory whatever its name. Default: none.
 	Shared []string `yaml:"shared,omitempty"`
+	// Logs is the command `pushdeploy logs` runs on each host to print the application's
+	// logs, e.g. "pm2 logs myapp --nostream --lines 200" or "journalctl -u myapp
+	// --no-pager". It runs in path/current with every PUSHDEPLOY_* variable, and
+	// PUSHDEPLOY_LOGS_SINCE (--since in seconds, empty when not given) and
+	// PUSHDEPLOY_LOGS_FOLLOW ("1" with --follow, else empty) for the command to pass on.
+	// Default: none (logs then says to add it).
+	Logs string `yaml:"logs,omitempty"`
 }
 
 // DockerTarget runs the image as one container on each Docker host, reached over SSH.
@@ -212,6 +219,11 @@ type DockerTarget struct {
 	// Socket is the path of the Docker Engine's unix socket on the hosts, forwarded over
 	// SSH; checked before the lock. Default: "/var/run/docker.sock".
 	Socket string `yaml:"socket,omitempty" jsonschema:"pattern=^/"`
+	// Registry "none" sends the image straight to each host over SSH instead of the hosts
+	// pulling it from image.repository: only the layers a host's engine lacks travel, and
+	// the release is named by its image ID (the config's digest). The file then needs no
+	// image settings for this environment. Default: the hosts pull from image.repository.
+	Registry string `yaml:"registry,omitempty" jsonschema:"enum=none"`
 	// BlueGreen deploys with no downtime behind a reverse proxy on the host: the new
 	// container starts beside the old one on the other slot, and once it is healthy the
 	// switch command points the proxy at it. Default: stop-then-start (a moment with no
