@@ -26,6 +26,12 @@ type options struct {
 	log          io.Writer
 	now          func() time.Time
 	record       func(*Record)
+	// Progressive delivery and irreversible releases (progressive.go, irreversible.go).
+	bake               time.Duration
+	steps              []Step
+	controlPoll        time.Duration
+	irreversible       string // why the release is irreversible once a host runs it ("" it is not)
+	acrossIrreversible bool   // a rollback may go back across an irreversible release
 }
 
 // makeOptions sets every default, applies opts, then rejects bad combinations.
@@ -38,6 +44,8 @@ func makeOptions(opts ...Option) (*options, error) {
 		now:      time.Now,
 		lockWait: 0,
 		stable:   DefaultStable,
+		// A pause or abort is seen within a second of being asked.
+		controlPoll: time.Second,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -46,6 +54,9 @@ func makeOptions(opts ...Option) (*options, error) {
 	}
 	if o.batchSize > 0 && o.batchPercent > 0 {
 		return nil, errors.New("batch size and batch percent are exclusive: give one")
+	}
+	if len(o.steps) > 0 && (o.batchSize > 0 || o.batchPercent > 0) {
+		return nil, errors.New("canary steps and batches both say how many hosts go live at a time: give one")
 	}
 	if o.keep < 2 {
 		return nil, fmt.Errorf("keeping %d releases: at least 2 are needed (the live one and the previous)", o.keep)
