@@ -27,7 +27,9 @@ func TestPauseAbortAndIrreversible(t *testing.T) {
 		return append([]string{"call", "--source", ".", "--revision", rev, "--ssh-key", "env:SSH_KEY"}, args...)
 	}
 	done := make(chan *run, 1)
-	go func() { done <- e.dagger(t, a.dir, a.env, pd("r1", "deploy", "--env", "staging", "--skip-tests", "--format", "json")...) }()
+	go func() {
+		done <- e.dagger(t, a.dir, a.env, pd("r1", "deploy", "--env", "staging", "--skip-tests", "--format", "json")...)
+	}()
 
 	// The deploy says in its lock what it does: wait until it bakes (each status is a
 	// dagger call of its own; the deploy's end, if it comes first, fails the test).
