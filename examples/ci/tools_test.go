@@ -357,7 +357,7 @@ func TestGroovyLint(t *testing.T) {
 	var res struct {
 		Files map[string]struct {
 			Errors []struct {
-				Line     int    `json:"line"`
+				Line     any    `json:"line"`
 				Rule     string `json:"rule"`
 				Severity string `json:"severity"`
 				Msg      string `json:"msg"`
@@ -376,7 +376,7 @@ func TestGroovyLint(t *testing.T) {
 			}
 			found[name]++
 			if name != "broken.groovy" {
-				t.Errorf("%s:%d: %s: %s [%s]", files[name], e.Line, e.Severity, e.Msg, e.Rule)
+				t.Errorf("%s:%v: %s: %s [%s]", files[name], e.Line, e.Severity, e.Msg, e.Rule)
 			}
 		}
 	}
