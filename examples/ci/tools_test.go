@@ -275,17 +275,15 @@ func TestGoreleaser(t *testing.T) {
 	}
 	sort.Strings(names)
 	t.Logf("snapshot artifacts: %s, checksums.txt", strings.Join(names, ", "))
-	name := regexp.MustCompile(`^pushdeploy_(\d+\.\d+\.\d+-snapshot)_(linux|darwin)_(amd64|arm64)\.tar\.gz$`)
+	name := regexp.MustCompile(`^pushdeploy_(linux|darwin)_(amd64|arm64)\.tar\.gz$`)
 	platforms := map[string]bool{}
-	version := ""
 	for _, n := range names {
 		m := name.FindStringSubmatch(n)
 		if m == nil {
-			t.Errorf("archive %q is not named pushdeploy_<version>_<os>_<arch>.tar.gz (what action.yml downloads)", n)
+			t.Errorf("archive %q is not named pushdeploy_<os>_<arch>.tar.gz (what action.yml downloads)", n)
 			continue
 		}
-		version = m[1]
-		platforms[m[2]+"/"+m[3]] = true
+		platforms[m[1]+"/"+m[2]] = true
 		sum := sha256.Sum256(read(t, filepath.Join(dist, n)))
 		if sums[n] != hex.EncodeToString(sum[:]) {
 			t.Errorf("checksums.txt has %q for %s, the file's sha256 is %x", sums[n], n, sum)
@@ -303,7 +301,12 @@ func TestGoreleaser(t *testing.T) {
 	if len(sums) != len(names) {
 		t.Errorf("checksums.txt lists %d files, the release has %d archives", len(sums), len(names))
 	}
-	// This machine's binary, as goreleaser built it, says its version.
+	// This machine's binary, as goreleaser built it, says its version: the snapshot's.
+	var meta struct{ Version string }
+	if err := json.Unmarshal(read(t, filepath.Join(dist, "metadata.json")), &meta); err != nil || !strings.HasSuffix(meta.Version, "-snapshot") {
+		t.Fatalf("dist/metadata.json: version %q (%v), want a snapshot version", meta.Version, err)
+	}
+	version := meta.Version
 	bins, _ := filepath.Glob(filepath.Join(dist, "pushdeploy_"+runtime.GOOS+"_"+runtime.GOARCH+"*", "pushdeploy"))
 	if len(bins) != 1 {
 		t.Fatalf("no single %s/%s binary in %s: %v", runtime.GOOS, runtime.GOARCH, dist, bins)
