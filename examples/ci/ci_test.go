@@ -1,8 +1,12 @@
-// Package ci holds the CI examples (github-actions.yml, Jenkinsfile) and the tests that keep
-// them true: actionlint finds nothing in the workflow, and every dagger call and pushdeploy
-// command in either file names a function, argument, command or flag that exists, passes
-// secrets as env:NAME or file:PATH, passes every secret its environments file names, and
-// takes --approved-by from the CI's own approval.
+// Package ci holds the CI examples for an application repository (github-actions.yml, the
+// minimal workflow over the reusable .github/workflows/deploy.yml and the composite
+// action.yml; Jenkinsfile, over the shared library vars/pushdeploy.groovy) and the tests that
+// keep them and what they call true: actionlint finds nothing in any workflow; every dagger
+// call and pushdeploy command of the action, the workflows and the library names a
+// function, argument, command or flag that exists and passes secrets as references; every
+// deploy passes the secrets its environments file names and takes --approved-by from the
+// CI's own approval; the release builds (goreleaser), the Groovy lints (npm-groovy-lint),
+// and the minimal workflow runs under act against real sshd hosts.
 package ci
 
 import (
@@ -25,8 +29,7 @@ import (
 
 	"github.com/rhysd/actionlint"
 	"mvdan.cc/sh/v3/syntax"
-
-	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -47,19 +50,19 @@ func TestWorkflowActionlint(t *testing.T) {
 	}
 }
 
-// TestActionlintCatchesMistakes makes sure the lint above can fail: the workflow with
+// TestActionlintCatchesMistakes makes sure the lint can fail: the reusable workflow with
 // one mistake each must not lint clean.
 func TestActionlintCatchesMistakes(t *testing.T) {
-	src := string(read(t, workflowFile))
+	src := string(read(t, reusableFile))
 	for _, c := range []struct{ name, old, new, want string }{
 		{"unknown context property", "steps.approval.outputs.by", "steps.aproval.outputs.by", "aproval"},
 		{"needs an unknown job", "needs: staging\n", "needs: stagin\n", "stagin"},
 		{"unknown action input", "comment_mode:", "coment_mode:", "coment_mode"},
-		{"unknown permission", "actions: read", "action: read", "action"},
+		{"unknown permission", "actions: read # to read", "action: read # to read", "action"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bad := replaceOnce(t, src, c.old, c.new)
-			errs := lint(t, workflowFile, []byte(bad))
+			errs := lint(t, reusableFile, []byte(bad))
 			if len(errs) == 0 {
 				t.Fatalf("actionlint found nothing wrong with %q replaced by %q", c.old, c.new)
 			}
@@ -109,9 +112,11 @@ func TestCommandsExist(t *testing.T) {
 	// The files must hold what the issues ask for, so that a parser that finds nothing
 	// cannot pass.
 	want := map[string][]string{
-		workflowFile: {"dagger test export", "dagger deploy staging", "dagger deploy production approved",
-			"pushdeploy deploy staging", "pushdeploy deploy production approved"},
-		jenkinsFile: {"dagger test export", "dagger publish", "dagger deploy staging", "dagger deploy production approved"},
+		actionScript: {"pushdeploy deploy approved", "pushdeploy rollback", "pushdeploy plan",
+			"pushdeploy status", "pushdeploy history", "pushdeploy check",
+			"dagger deploy approved", "dagger rollback", "dagger plan", "dagger status", "dagger history", "dagger check",
+			"dagger test export"},
+		libraryFile: {"dagger test export", "dagger deploy approved"},
 	}
 	for file, kinds := range want {
 		var have []string
@@ -167,104 +172,20 @@ func TestCheckerCatchesMistakes(t *testing.T) {
 	}
 }
 
-// TestDeploysGetTheirSecretsAndApproval checks each deploy command against its environments
-// file: every secret the environment names is passed, the SSH key and known_hosts slots are
-// filled when the file leaves them to the deploy, and a protected environment's deploy has
-// --approved-by from the CI's approval (the GitHub job bound to that environment and the
-// approvals step; Jenkins' input submitterParameter).
-func TestDeploysGetTheirSecretsAndApproval(t *testing.T) {
-	mod, cli := surfaces(t)
-	files := map[string]*config.File{}
-	for _, name := range []string{moduleConfig, cliConfig} {
-		f, err := config.Load(name)
-		if err != nil {
-			t.Fatalf("the example environments file: %v", err)
-		}
-		files[name] = f
-	}
-	n := 0
-	for _, c := range ciCommands(t) {
-		inv, err := check(c, mod, cli)
-		if err != nil || inv.function != "deploy" {
-			continue // TestCommandsExist reports it
-		}
-		n++
-		if err := deployProblems(c, inv, files); err != nil {
-			t.Errorf("%s: %v", c.where, err)
-		}
-	}
-	if n < 6 {
-		t.Errorf("found %d deploy commands, want 6", n)
-	}
-}
-
-// TestDeployCheckCatchesMistakes makes sure TestDeploysGetTheirSecretsAndApproval can fail.
-func TestDeployCheckCatchesMistakes(t *testing.T) {
-	mod, cli := surfaces(t)
-	files := map[string]*config.File{}
-	for _, name := range []string{moduleConfig, cliConfig} {
-		f, err := config.Load(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[name] = f
-	}
-	const dc = `dagger -m "$M" call --source . --ssh-key env:SSH_KEY --known-hosts .ci/known_hosts `
-	const all = `--secrets env:REGISTRY_PASSWORD,env:DATABASE_URL,env:SLACK_WEBHOOK,env:ONEUPTIME_TOKEN `
-	approved := map[string]string{"APPROVED_BY": "${{ steps.approval.outputs.by }}"}
-	for _, c := range []struct {
-		script string
-		env    map[string]string
-		ghEnv  string
-		want   string
-	}{
-		{dc + `--secrets env:REGISTRY_PASSWORD,env:SLACK_WEBHOOK deploy --config pushdeploy.yaml --env staging`, nil, "staging",
-			`secret "DATABASE_URL" (environments.staging.docker.secret_env.DATABASE_URL) is not passed`},
-		{`dagger -m "$M" call --source . --known-hosts k ` + all + `deploy --config pushdeploy.yaml --env staging`, nil, "staging",
-			`the file leaves the SSH key to the deploy, which has no --ssh-key`},
-		{dc + all + `deploy --config pushdeploy.yaml --env production`, nil, "production",
-			`"production" is protected: the deploy needs --approved-by`},
-		{dc + all + `deploy --config pushdeploy.yaml --env production --approved-by "$GITHUB_ACTOR"`, nil, "production",
-			`--approved-by "$GITHUB_ACTOR" is not the approval's output`},
-		{dc + all + `deploy --config pushdeploy.yaml --env production --approved-by "$APPROVED_BY"`, approved, "staging",
-			`deploys "production" from a job bound to GitHub environment "staging"`},
-		{dc + all + `deploy --config pushdeploy.yaml --env qa`, nil, "qa", `environment "qa" is not in`},
-		{`pushdeploy deploy --env staging --artifacts dist/ --ssh-key env:SSH_KEY --known-hosts file:k`, nil, "staging",
-			`secret "SLACK_WEBHOOK" (environments.staging.notifications.slack.webhook) is not in the step's environment`},
-	} {
-		cmds := commandsIn(t, workflowFile, 1, c.script, c.env)
-		cmds[0].ghEnvironment = c.ghEnv
-		inv, err := check(cmds[0], mod, cli)
-		if err != nil {
-			t.Fatalf("%q: %v", c.script, err)
-		}
-		err = deployProblems(cmds[0], inv, files)
-		if err == nil {
-			t.Errorf("%q: accepted", c.script)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%q:\n got %v\nwant %q", c.script, err, c.want)
-		}
-	}
-}
-
-// TestNoSecretInScripts: the workflow's run: scripts never expand a secret themselves (they
-// read it from env:), and the Jenkinsfile's sh steps are single-quoted, so that Groovy never
+// TestNoSecretInScripts: the workflows' run: scripts never expand a secret themselves (they
+// read it from env:), and the Jenkins files' sh steps are single-quoted, so that Groovy never
 // interpolates a credential into the script.
 func TestNoSecretInScripts(t *testing.T) {
-	for _, f := range []struct{ name, src string }{
-		{workflowFile, string(read(t, workflowFile))},
-		{jenkinsFile, string(read(t, jenkinsFile))},
-	} {
-		if err := secretInScripts(f.name, f.src); err != nil {
+	files, _ := filepath.Glob(filepath.Join(workflowsDir, "*.yml"))
+	for _, f := range append(files, workflowFile, jenkinsFile, libraryFile) {
+		if err := secretInScripts(f, string(read(t, f))); err != nil {
 			t.Error(err)
 		}
 	}
 	bad := []struct{ name, src string }{
 		{workflowFile, "jobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ secrets.SSH_KEY }}\n"},
 		{jenkinsFile, "sh \"dagger call --token $TOKEN\"\n"},
-		{jenkinsFile, "sh(returnStdout: true, script: \"\"\"\n echo $TOKEN\n\"\"\")\n"},
+		{libraryFile, "sh(returnStdout: true, script: \"\"\"\n echo $TOKEN\n\"\"\")\n"},
 	}
 	for _, b := range bad {
 		if secretInScripts(b.name, b.src) == nil {
@@ -274,7 +195,7 @@ func TestNoSecretInScripts(t *testing.T) {
 }
 
 func secretInScripts(name, src string) error {
-	if name == jenkinsFile {
+	if name == jenkinsFile || name == libraryFile {
 		if m := doubleQuotedSh.FindStringIndex(src); m != nil {
 			return fmt.Errorf("%s:%d: a double-quoted sh script: Groovy interpolates it; use single quotes so the shell expands the variables", name, lineAt(src, m[0]))
 		}
@@ -584,49 +505,96 @@ type ciCommand struct {
 func ciCommands(t *testing.T) []ciCommand {
 	t.Helper()
 	var cmds []ciCommand
-	src := read(t, workflowFile)
-	wf, errs := actionlint.Parse(src)
-	if len(errs) > 0 {
-		t.Fatalf("%s: %v", workflowFile, errs[0])
-	}
-	for _, id := range sortedKeys(wf.Jobs) {
-		job := wf.Jobs[id]
-		for _, s := range job.Steps {
-			r, ok := s.Exec.(*actionlint.ExecRun)
-			if !ok || r.Run == nil {
-				continue
-			}
-			env := map[string]string{}
-			for _, e := range []*actionlint.Env{wf.Env, job.Env, s.Env} {
-				if e != nil {
-					for _, v := range e.Vars {
-						env[v.Name.Value] = v.Value.Value
+	// The action's script: the commands it runs for every function and mode. Its
+	// environment is the run step's env: in action.yml.
+	cmds = append(cmds, actionCommands(t, string(read(t, actionScript)))...)
+	files, _ := filepath.Glob(filepath.Join(workflowsDir, "*.yml"))
+	for _, file := range append(files, workflowFile) {
+		src := read(t, file)
+		wf, errs := actionlint.Parse(src)
+		if len(errs) > 0 {
+			t.Fatalf("%s: %v", file, errs[0])
+		}
+		for _, id := range sortedKeys(wf.Jobs) {
+			job := wf.Jobs[id]
+			for _, s := range job.Steps {
+				r, ok := s.Exec.(*actionlint.ExecRun)
+				if !ok || r.Run == nil {
+					continue
+				}
+				env := map[string]string{}
+				for _, e := range []*actionlint.Env{wf.Env, job.Env, s.Env} {
+					if e != nil {
+						for _, v := range e.Vars {
+							env[v.Name.Value] = v.Value.Value
+						}
 					}
 				}
-			}
-			line := r.Run.Pos.Line
-			if strings.Contains(r.Run.Value, "\n") {
-				line++ // a block scalar starts on the next line
-			}
-			for _, c := range commandsIn(t, workflowFile, line, r.Run.Value, env) {
-				if job.Environment != nil && job.Environment.Name != nil {
-					c.ghEnvironment = job.Environment.Name.Value
+				line := r.Run.Pos.Line
+				if strings.Contains(r.Run.Value, "\n") {
+					line++ // a block scalar starts on the next line
 				}
-				cmds = append(cmds, c)
+				cmds = append(cmds, commandsIn(t, file, line, r.Run.Value, env)...)
 			}
 		}
 	}
-	return append(cmds, jenkinsCommands(t, string(read(t, jenkinsFile)))...)
+	cmds = append(cmds, jenkinsCommands(t, libraryFile, string(read(t, libraryFile)))...)
+	return append(cmds, jenkinsCommands(t, jenkinsFile, string(read(t, jenkinsFile)))...)
 }
 
-// jenkinsCommands returns the dagger and pushdeploy commands of a Jenkinsfile's sh steps.
-func jenkinsCommands(t *testing.T, jf string) []ciCommand {
+// actionCommands returns the commands of the action's script: its environment is the run
+// step's env: in action.yml, and it can expand that, GitHub's variables and its own.
+func actionCommands(t *testing.T, script string) []ciCommand {
+	t.Helper()
+	env := actionStepEnv(t)
+	defined := map[string]bool{}
+	for name := range env {
+		defined[name] = true
+	}
+	f, err := syntax.NewParser().Parse(strings.NewReader(script), actionScript)
+	if err != nil {
+		t.Fatalf("%s: %v", actionScript, err)
+	}
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if a, ok := n.(*syntax.Assign); ok && a.Name != nil {
+			defined[a.Name.Value] = true
+		}
+		return true
+	})
+	cmds := commandsIn(t, actionScript, 1, script, env)
+	for i := range cmds {
+		cmds[i].defined = defined
+	}
+	return cmds
+}
+
+// actionStepEnv is the env: of action.yml's step that runs scripts/action-run.
+func actionStepEnv(t *testing.T) map[string]string {
+	t.Helper()
+	var md struct {
+		Runs struct {
+			Steps []struct {
+				Run string            `json:"run"`
+				Env map[string]string `json:"env"`
+			} `json:"steps"`
+		} `json:"runs"`
+	}
+	if err := yaml.Unmarshal(read(t, actionFile), &md); err != nil {
+		t.Fatalf("%s: %v", actionFile, err)
+	}
+	for _, s := range md.Runs.Steps {
+		if strings.Contains(s.Run, "scripts/action-run") {
+			return s.Env
+		}
+	}
+	t.Fatalf("%s: no step runs scripts/action-run", actionFile)
+	return nil
+}
+
+// jenkinsCommands returns the dagger and pushdeploy commands of a Groovy file's sh steps.
+func jenkinsCommands(t *testing.T, file, jf string) []ciCommand {
 	t.Helper()
 	var cmds []ciCommand
-	submitter := ""
-	if m := regexp.MustCompile(`submitterParameter\s+'(\w+)'`).FindStringSubmatch(jf); m != nil {
-		submitter = m[1]
-	}
 	for _, m := range shScript.FindAllStringSubmatchIndex(jf, -1) {
 		body := jf[m[2]:m[3]]
 		// Groovy's triple-single-quoted strings: a backslash before a newline joins the
@@ -634,8 +602,8 @@ func jenkinsCommands(t *testing.T, jf string) []ciCommand {
 		body = strings.ReplaceAll(body, "\\\n", "")
 		body = strings.ReplaceAll(body, `\\`, `\`)
 		defined := jenkinsVariables(jf, m[0])
-		for _, c := range commandsIn(t, jenkinsFile, lineAt(jf, m[2]), body, nil) {
-			c.submitter, c.defined = submitter, defined
+		for _, c := range commandsIn(t, file, lineAt(jf, m[2]), body, nil) {
+			c.defined = defined
 			cmds = append(cmds, c)
 		}
 	}
@@ -645,13 +613,37 @@ func jenkinsCommands(t *testing.T, jf string) []ciCommand {
 var shScript = regexp.MustCompile(`(?s)\bsh\b\s*(?:\(\s*(?:[A-Za-z]+\s*:\s*[^,)]+,\s*)*(?:script\s*:\s*)?)?'''(.*?)'''`)
 
 // commandsIn parses a shell script and returns its dagger and pushdeploy commands, also
-// those inside command substitutions.
+// those inside command substitutions. An array expanded whole ("${opts[@]}", or "$@" after
+// set --) stands for every word any assignment of the script gives it, as if every
+// condition that adds words held.
 func commandsIn(t *testing.T, file string, line int, script string, env map[string]string) []ciCommand {
 	t.Helper()
 	f, err := syntax.NewParser().Parse(strings.NewReader(script), file)
 	if err != nil {
 		t.Fatalf("%s:%d: the shell script does not parse: %v", file, line, err)
 	}
+	arrays := map[string][]string{}
+	syntax.Walk(f, func(n syntax.Node) bool {
+		switch n := n.(type) {
+		case *syntax.Assign:
+			if n.Array != nil && n.Name != nil {
+				for _, e := range n.Array.Elems {
+					if e.Value != nil {
+						arrays[n.Name.Value] = append(arrays[n.Name.Value], render(e.Value.Parts))
+					}
+				}
+			}
+		case *syntax.CallExpr:
+			if len(n.Args) > 1 && n.Args[0].Lit() == "set" && n.Args[1].Lit() == "--" {
+				for _, w := range n.Args[2:] {
+					if r := render(w.Parts); r != "$@" {
+						arrays["@"] = append(arrays["@"], r)
+					}
+				}
+			}
+		}
+		return true
+	})
 	var out []ciCommand
 	syntax.Walk(f, func(n syntax.Node) bool {
 		call, ok := n.(*syntax.CallExpr)
@@ -660,7 +652,12 @@ func commandsIn(t *testing.T, file string, line int, script string, env map[stri
 		}
 		var words []string
 		for _, w := range call.Args {
-			words = append(words, render(w.Parts))
+			r := render(w.Parts)
+			if name, ok := wholeArray(w); ok {
+				words = append(words, arrays[name]...)
+				continue
+			}
+			words = append(words, r)
 		}
 		if words[0] == "dagger" || words[0] == "pushdeploy" {
 			out = append(out, ciCommand{file: file, args: words, env: env,
@@ -669,6 +666,30 @@ func commandsIn(t *testing.T, file string, line int, script string, env map[stri
 		return true
 	})
 	return out
+}
+
+// wholeArray says whether a word is "${name[@]}" or "$@", and which array.
+func wholeArray(w *syntax.Word) (string, bool) {
+	if len(w.Parts) != 1 {
+		return "", false
+	}
+	dq, ok := w.Parts[0].(*syntax.DblQuoted)
+	if !ok || len(dq.Parts) != 1 {
+		return "", false
+	}
+	p, ok := dq.Parts[0].(*syntax.ParamExp)
+	if !ok {
+		return "", false
+	}
+	if p.Param.Value == "@" {
+		return "@", true
+	}
+	if p.Index != nil {
+		if w, ok := p.Index.(*syntax.Word); ok && w.Lit() == "@" {
+			return p.Param.Value, true
+		}
+	}
+	return "", false
 }
 
 // render writes a word as it reads, quotes removed and expansions as $NAME.
@@ -704,6 +725,19 @@ type invocation struct {
 }
 
 func check(c ciCommand, mod *module, cli map[string]*command) (*invocation, error) {
+	if c.file == actionScript || c.file == libraryFile {
+		// The wrappers' credentials reach their commands as $NAME_REF: the action's
+		// inputs, which its script refuses unless they are env:NAME or file:PATH before
+		// anything runs (TestActionRefusesSecretValues), and the env:NAME lists both build
+		// from variable names.
+		args := slices.Clone(c.args)
+		for i, a := range args {
+			if v, ok := strings.CutPrefix(a, "$"); ok && regexp.MustCompile(`^[A-Z_]+_REF$`).MatchString(v) {
+				args[i] = "env:CHECKED_BY_THE_SCRIPT"
+			}
+		}
+		c.args = args
+	}
 	if c.args[0] == "dagger" {
 		return checkDagger(c.args[1:], mod)
 	}
@@ -872,7 +906,9 @@ func summary(c ciCommand, mod *module, cli map[string]*command) string {
 	s := inv.runner + " " + inv.function
 	switch {
 	case inv.function == "deploy":
-		s += " " + inv.args["env"]
+		if env := inv.args["env"]; !strings.HasPrefix(env, "$") {
+			s += " " + env
+		}
 		if inv.args["approved-by"] != "" {
 			s += " approved"
 		}
@@ -883,8 +919,9 @@ func summary(c ciCommand, mod *module, cli map[string]*command) string {
 }
 
 // TestVariablesAreDefined: every $NAME and env:NAME a command uses is set where it runs: in
-// the step's env (or GitHub's defaults), or in Jenkins by the pipeline's environment, an
-// earlier env.NAME assignment, the stage's withCredentials or input, or Jenkins itself.
+// the action's script by its step's env: or the script itself; in a workflow by the step's
+// env (or GitHub's defaults); in the Jenkins library by withEnv, the step's withCredentials,
+// or Jenkins itself.
 func TestVariablesAreDefined(t *testing.T) {
 	cmds := ciCommands(t)
 	for _, c := range cmds {
@@ -892,27 +929,19 @@ func TestVariablesAreDefined(t *testing.T) {
 			t.Errorf("%s: %v", c.where, err)
 		}
 	}
-	jf := string(read(t, jenkinsFile))
+	script, lib := string(read(t, actionScript)), string(read(t, libraryFile))
 	for _, c := range []struct{ file, old, new string }{
-		{workflowFile, "--ssh-key env:SSH_KEY", "--ssh-key env:SSH_KEYS"},
-		{workflowFile, `--approved-by "$APPROVED_BY"`, `--approved-by "$APPROVED"`},
-		{jenkinsFile, `--approved-by "$APPROVER"`, `--approved-by "$APPROVR"`},
-		{jenkinsFile, `"file:$SSH_KEY_FILE"`, `"file:$SSH_KEY_PATH"`},
-		{jenkinsFile, "variable: 'DATABASE_URL'", "variable: 'DB_URL'"},
+		{actionScript, `--approved-by "$APPROVED_BY"`, `--approved-by "$APPROVED"`},
+		{actionScript, `--ssh-key "$SSH_KEY_REF"`, `--ssh-key "$SSH_KEY_REFS"`},
+		{libraryFile, `--approved-by "$APPROVER"`, `--approved-by "$APPROVR"`},
+		{libraryFile, `"file:$SSH_KEY_FILE"`, `"file:$SSH_KEY_PATH"`},
+		{libraryFile, "keyFileVariable: 'SSH_KEY_FILE'", "keyFileVariable: 'SSH_KEYFILE'"},
 	} {
 		var bad []ciCommand
-		if c.file == jenkinsFile {
-			bad = jenkinsCommands(t, replaceOnce(t, jf, c.old, c.new))
+		if c.file == libraryFile {
+			bad = jenkinsCommands(t, libraryFile, replaceOnce(t, lib, c.old, c.new))
 		} else {
-			for _, cmd := range cmds {
-				if cmd.file == workflowFile {
-					cmd.args = slices.Clone(cmd.args)
-					for i, a := range cmd.args {
-						cmd.args[i] = strings.ReplaceAll(a, strings.Trim(strings.Fields(c.old)[1], `"`), strings.Trim(strings.Fields(c.new)[1], `"`))
-					}
-					bad = append(bad, cmd)
-				}
-			}
+			bad = actionCommands(t, replaceOnce(t, script, c.old, c.new))
 		}
 		found := false
 		for _, cmd := range bad {
@@ -932,8 +961,11 @@ func undefinedVariables(c ciCommand) error {
 		for _, m := range varRef.FindAllStringSubmatch(a, -1) {
 			name := m[1]
 			switch {
-			case c.file == workflowFile && (c.env[name] != "" || strings.HasPrefix(name, "GITHUB_") || strings.HasPrefix(name, "RUNNER_")):
-			case c.file == jenkinsFile && c.defined[name]:
+			case c.file == jenkinsFile || c.file == libraryFile || c.file == actionScript:
+				if !c.defined[name] && (c.file != actionScript || !strings.HasPrefix(name, "GITHUB_")) {
+					missing = append(missing, name)
+				}
+			case c.env[name] != "" || strings.HasPrefix(name, "GITHUB_") || strings.HasPrefix(name, "RUNNER_"):
 			default:
 				missing = append(missing, name)
 			}
@@ -964,118 +996,15 @@ func jenkinsVariables(jf string, offset int) map[string]bool {
 	for _, a := range regexp.MustCompile(`\benv\.([A-Za-z_]\w*)\s*=`).FindAllStringSubmatch(before, -1) {
 		defined[a[1]] = true
 	}
-	// The stage's own credentials and input.
-	stage := before[max(0, strings.LastIndex(before, "stage(")):]
+	// The stage's (or the library step's) own credentials, input and withEnv.
+	stage := before[max(0, strings.LastIndex(before, "stage("), strings.LastIndex(before, "\ndef ")):]
+	for _, a := range regexp.MustCompile(`"([A-Z_][A-Z0-9_]*)=`).FindAllStringSubmatch(stage, -1) {
+		defined[a[1]] = true
+	}
 	for _, a := range regexp.MustCompile(`(?:variable|keyFileVariable|usernameVariable|passphraseVariable|submitterParameter)\s*:?\s*'(\w+)'`).FindAllStringSubmatch(stage, -1) {
 		defined[a[1]] = true
 	}
 	return defined
-}
-
-// ---- a deploy against its environments file ----
-
-func deployProblems(c ciCommand, inv *invocation, files map[string]*config.File) error {
-	var file *config.File
-	var named map[string]bool
-	var flags map[string]string
-	if inv.runner == "dagger" {
-		file, flags = files[moduleConfig], inv.ctor
-		if cfg := inv.args["config"]; cfg != "pushdeploy.yaml" {
-			return fmt.Errorf("deploy --config %q: the module's default (/pushdeploy.yaml) is the module's own repository when it is called with -m; pass --config pushdeploy.yaml", cfg)
-		}
-		named = map[string]bool{}
-		if v := flags["secrets"]; v != "" {
-			for _, s := range strings.Split(v, ",") {
-				named[strings.TrimPrefix(s, "env:")] = true
-			}
-		}
-	} else {
-		file, flags = files[cliConfig], inv.args
-		named = map[string]bool{}
-		for name := range c.env {
-			named[name] = true // the CLI reads a NAME it is not given from $NAME
-		}
-		for _, kv := range strings.Split(strings.TrimSpace(inv.args["secret"]), "\n") {
-			if n, _, ok := strings.Cut(kv, "="); ok {
-				named[n] = true
-			}
-		}
-	}
-	env := inv.args["env"]
-	e, err := file.Env(env)
-	if err != nil {
-		return err
-	}
-	uses, err := file.Secrets(env)
-	if err != nil {
-		return err
-	}
-	var problems []string
-	for _, u := range uses {
-		switch k := u.Ref.Kind(); {
-		case k == "name" && !named[u.Ref.Name()] && inv.runner == "dagger":
-			problems = append(problems, fmt.Sprintf("secret %q (%s) is not passed in --secrets", u.Ref.Name(), u.Path))
-		case k == "name" && !named[u.Ref.Name()]:
-			problems = append(problems, fmt.Sprintf("secret %q (%s) is not in the step's environment", u.Ref.Name(), u.Path))
-		case k == "env" && inv.runner == "dagger":
-			problems = append(problems, fmt.Sprintf("%s is %q, which the module cannot read: name the secret and pass it in --secrets", u.Path, u.Ref))
-		case k == "env" && !named[u.Ref.Name()]:
-			problems = append(problems, fmt.Sprintf("%s reads $%s, which is not in the step's environment", u.Path, u.Ref.Name()))
-		}
-	}
-	var access *config.SSHAccess
-	switch {
-	case e.SSH != nil:
-		access = &e.SSH.SSHAccess
-	case e.Docker != nil:
-		access = &e.Docker.SSHAccess
-	}
-	if access != nil && access.Key == "" && flags["ssh-key"] == "" {
-		problems = append(problems, "the file leaves the SSH key to the deploy, which has no --ssh-key")
-	}
-	if access != nil && access.KnownHosts == "" && flags["known-hosts"] == "" {
-		problems = append(problems, "the file leaves known_hosts to the deploy, which has no --known-hosts")
-	}
-	if e.Kubernetes != nil && e.Kubernetes.Kubeconfig == "" && flags["kubeconfig"] == "" {
-		problems = append(problems, "the file leaves the kubeconfig to the deploy, which has no --kubeconfig")
-	}
-	if p := approvalProblem(c, inv, env, e.Protected); p != "" {
-		problems = append(problems, p)
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("deploy --env %s: %s", env, strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-func approvalProblem(c ciCommand, inv *invocation, env string, protected bool) string {
-	by, given := inv.args["approved-by"]
-	switch {
-	case !protected && given:
-		return fmt.Sprintf("%q is not protected, but the deploy passes --approved-by", env)
-	case !protected:
-		return ""
-	case by == "":
-		return fmt.Sprintf("%q is protected: the deploy needs --approved-by from the CI's approval", env)
-	}
-	v, ok := strings.CutPrefix(by, "$")
-	if !ok || !regexp.MustCompile(`^\w+$`).MatchString(v) {
-		return fmt.Sprintf("--approved-by %q: want a variable that the CI's approval sets", by)
-	}
-	switch c.file {
-	case jenkinsFile:
-		if v != c.submitter {
-			return fmt.Sprintf("--approved-by %q is not the input's submitterParameter %q", by, c.submitter)
-		}
-	case workflowFile:
-		if c.ghEnvironment != env {
-			return fmt.Sprintf("deploys %q from a job bound to GitHub environment %q: its reviewers did not approve this", env, c.ghEnvironment)
-		}
-		if !regexp.MustCompile(`^\$\{\{\s*steps\.\w+\.outputs\.\w+\s*\}\}$`).MatchString(c.env[v]) {
-			return fmt.Sprintf("--approved-by %q is not the approval's output (a step that reads the run's approvals), it is %q", by, c.env[v])
-		}
-	}
-	return ""
 }
 
 // ---- helpers ----
