@@ -26,6 +26,9 @@ type options struct {
 	log          io.Writer
 	now          func() time.Time
 	record       func(*Record)
+	// progress: WithProgress (progress.go).
+	progress      io.Writer
+	progressEvery time.Duration
 }
 
 // makeOptions sets every default, applies opts, then rejects bad combinations.
@@ -38,6 +41,8 @@ func makeOptions(opts ...Option) (*options, error) {
 		now:      time.Now,
 		lockWait: 0,
 		stable:   DefaultStable,
+
+		progressEvery: DefaultProgressEvery,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {

@@ -349,6 +349,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if p.have != nil {
 		if p.have.Tree == m.Digest() {
 			h.setLast(Upload{})
+			newUploadProgress(targets.ProgressOf(ctx), h.addr, nil).report(true, nil)
 			return nil
 		}
 		return fmt.Errorf("preparing %q on %s: a release with this id and other content is kept there; discard it first", r.ID, h.addr)
@@ -365,7 +366,25 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		from = p.live
 	}
 	d := diffManifests(base, m)
+	prog := newUploadProgress(targets.ProgressOf(ctx), h.addr, d.send)
+	if err := h.stageAndPlace(ctx, r, m, base, from, d, prog); err != nil {
+		prog.report(true, err)
+		return err
+	}
+	prog.report(true, nil)
+	h.t.remember(m) // the next deploy from this machine need not download it
+	up := Upload{}
+	for _, e := range d.send {
+		up.Files = append(up.Files, e.Path)
+		up.Bytes += e.Size
+	}
+	h.setLast(up)
+	return nil
+}
 
+// stageAndPlace makes the release directory, uploads what d sends, verifies it on the host
+// and completes the release.
+func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Manifest, from string, d *diff, prog *uploadProgress) error {
 	var sc *sftp.Client
 	if len(d.send) > 0 {
 		c, err := h.client(ctx)
@@ -387,7 +406,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send) })
+	g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog) })
 	if err := g.Wait(); err != nil {
 		return h.explainWrite(ctx, err)
 	}
@@ -415,13 +434,6 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 			return fmt.Errorf("completing release %q on %s: %w", r.ID, h.addr, err)
 		}
 	}
-	h.t.remember(m) // the next deploy from this machine need not download it
-	up := Upload{}
-	for _, e := range d.send {
-		up.Files = append(up.Files, e.Path)
-		up.Bytes += e.Size
-	}
-	h.setLast(up)
 	return nil
 }
 
@@ -483,7 +495,7 @@ func names(err error, sent []*Entry) error {
 func (h *Host) staging(id string) string { return h.meta() + "/staging/" + id }
 
 // upload sends files to the staging directory, numbered in order, o.parallel at a time.
-func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry) error {
+func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry, prog *uploadProgress) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -492,9 +504,10 @@ func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, file
 		return fmt.Errorf("uploading to %s: creating %s: %w", h.addr, st, err)
 	}
 	return h.each(ctx, files, func(i int, e *Entry) error {
-		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i), e); err != nil {
+		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i), e, prog); err != nil {
 			return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
 		}
+		prog.fileSent()
 		return nil
 	})
 }
@@ -548,7 +561,7 @@ func (h *Host) each(ctx context.Context, files []*Entry, fn func(int, *Entry) er
 
 // sendFile sends e's content, hashing what it reads: a file that changed since the
 // manifest was made is refused here, before the host's own check.
-func sendFile(sc *sftp.Client, local, remote string, e *Entry) error {
+func sendFile(sc *sftp.Client, local, remote string, e *Entry, prog *uploadProgress) error {
 	src, err := os.Open(local)
 	if err != nil {
 		return err
@@ -560,7 +573,7 @@ func sendFile(sc *sftp.Client, local, remote string, e *Entry) error {
 	}
 	sum := sha256.New()
 	// A LimitedReader tells the SFTP client the size, for concurrent writes.
-	if _, err := dst.ReadFrom(&io.LimitedReader{R: io.TeeReader(src, sum), N: e.Size}); err != nil {
+	if _, err := dst.ReadFrom(&io.LimitedReader{R: prog.reader(io.TeeReader(src, sum)), N: e.Size}); err != nil {
 		dst.Close()
 		return err
 	}
