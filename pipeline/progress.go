@@ -232,4 +232,3 @@ func bytesText(n int64) string {
 	}
 	return fmt.Sprintf("%.2f GB", float64(n)/1e9)
 }
-
