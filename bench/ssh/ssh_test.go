@@ -151,7 +151,9 @@ func newBenchT(b testing.TB, n int) *bench {
 	return be
 }
 
-func (be *bench) target(b *testing.B, app string, idx ...int) *ssh.Target { return be.targetT(b, app, idx...) }
+func (be *bench) target(b *testing.B, app string, idx ...int) *ssh.Target {
+	return be.targetT(b, app, idx...)
+}
 
 func (be *bench) targetT(b testing.TB, app string, idx ...int) *ssh.Target {
 	var hc []ssh.HostConfig
