@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -465,28 +466,60 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Ma
 	// to their paths in it (after the tree is made), verified there, with no renames. Else
 	// staging the release tree and uploading to the staging directory overlap.
 	direct := from == "" && plainNames(d.send)
+	// A large upload is verified in runs while the rest goes out: the host's hashing
+	// overlaps the transfer instead of following it.
+	groups := verifyGroups(d.send)
+	groupOf := make([]int, len(d.send))
+	left := make([]atomic.Int64, len(groups))
+	for gi, g := range groups {
+		left[gi].Store(int64(g[1] - g[0]))
+		for i := g[0]; i < g[1]; i++ {
+			groupOf[i] = gi
+		}
+	}
+	var verifying errgroup.Group
+	sent := func(i int) {
+		prog.fileSent()
+		if groups != nil && left[groupOf[i]].Add(-1) == 0 {
+			g := groups[groupOf[i]]
+			verifying.Go(func() error {
+				if _, err := h.script(ctx, h.verifyFiles(r.ID, d.send[g[0]:g[1]], g[0], direct)); err != nil {
+					return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
+				}
+				return nil
+			})
+		}
+	}
+	var err error
 	if direct {
-		if err := stage(ctx); err != nil {
+		if err = stage(ctx); err != nil {
 			return err
 		}
-		if err := h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, true); err != nil {
-			return h.explainWrite(ctx, err)
-		}
+		err = h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true)
 	} else {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
-		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, false) })
-		if err := g.Wait(); err != nil {
-			return h.explainWrite(ctx, err)
-		}
+		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
+		err = g.Wait()
 	}
+	verr := verifying.Wait()
+	if err != nil {
+		return h.explainWrite(ctx, err)
+	}
+	if verr != nil {
+		return verr
+	}
+	verified := groups != nil
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
 	finalize := h.finalizeScript(r.ID, d, meta)
 	switch n := len(d.send); {
 	case n > 0 && direct:
-		s := h.verifyScript(r.ID, d, true) + finalize
+		s := finalize
+		if !verified {
+			s = h.verifyScript(r.ID, d, true) + finalize
+		}
 		if _, err := h.script(ctx, s); err != nil {
 			return fmt.Errorf("verifying the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
 		}
@@ -497,10 +530,12 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Ma
 			return fmt.Errorf("verifying and placing the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
 		}
 	default:
-		if n > 0 {
+		if n > 0 && !verified {
 			if _, err := h.script(ctx, h.verifyScript(r.ID, d, false)); err != nil {
 				return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
 			}
+		}
+		if n > 0 {
 			if err := h.place(ctx, sc, r.ID, d.send); err != nil {
 				return err
 			}
@@ -576,7 +611,8 @@ func (h *Host) staging(id string) string { return h.meta() + "/staging/" + id }
 
 // upload sends files to the staging directory, numbered in order, o.parallel at a time.
 // With direct, they go to their paths in the release instead.
-func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry, prog *uploadProgress, direct bool) error {
+// sent is told the index of each file whose content is all written.
+func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry, prog *uploadProgress, sent func(int), direct bool) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -594,7 +630,7 @@ func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, file
 		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), to, e, prog); err != nil {
 			return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
 		}
-		prog.fileSent()
+		sent(i)
 		return nil
 	})
 }
@@ -782,8 +818,13 @@ func joinLines(ls []string) string {
 // verifyScript checks the staged files against their hashes (which checks their sizes
 // too) and gives them their modes; direct: the files at their paths in the release.
 func (h *Host) verifyScript(id string, d *diff, direct bool) string {
+	return h.verifyFiles(id, d.send, 0, direct)
+}
+
+// verifyFiles is verifyScript of the sent files from index off on.
+func (h *Host) verifyFiles(id string, send []*Entry, off int, direct bool) string {
 	var b strings.Builder
-	name := func(i int, e *Entry) string { return strconv.Itoa(i) }
+	name := func(i int, e *Entry) string { return strconv.Itoa(off + i) }
 	dir := ".pushdeploy/staging/" + id
 	if direct {
 		name = func(_ int, e *Entry) string { return e.Path }
@@ -791,12 +832,12 @@ func (h *Host) verifyScript(id string, d *diff, direct bool) string {
 	}
 	fmt.Fprintf(&b, "set -e\ncd %s/%s\n", sshconn.Quote(h.path), dir)
 	fmt.Fprintf(&b, "sha256sum -c --quiet --strict 1>&2 <<'%s'\n", heredoc) // its complaints go to stderr, into the error
-	for i, e := range d.send {
+	for i, e := range send {
 		fmt.Fprintf(&b, "%s  %s\n", e.SHA256, name(i, e))
 	}
 	fmt.Fprintf(&b, "%s\n", heredoc)
 	byMode := map[uint32][]string{}
-	for i, e := range d.send {
+	for i, e := range send {
 		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(name(i, e)))
 	}
 	for _, mode := range sortedModes(byMode) {
@@ -844,6 +885,38 @@ func plainNames(files []*Entry) bool {
 		}
 	}
 	return true
+}
+
+// overlapMin is the size of upload from which its files are verified in runs while the
+// rest is sent, and the least size of a run.
+const overlapMin = 4 << 20
+
+// verifyGroups splits the files to send into runs [from, to) of about equal size, at most
+// 8, each verified once all its files are written; nil for a small upload (verified after
+// it, in the script that completes the release: one round trip less).
+func verifyGroups(send []*Entry) [][2]int {
+	var total int64
+	for _, e := range send {
+		total += e.Size
+	}
+	if len(send) <= shellMoves || total < overlapMin {
+		return nil
+	}
+	n := int(min(8, max(2, total/overlapMin)))
+	per := total / int64(n)
+	var groups [][2]int
+	lo, acc := 0, int64(0)
+	for i, e := range send {
+		acc += e.Size
+		if acc >= per && len(groups) < n-1 {
+			groups = append(groups, [2]int{lo, i + 1})
+			lo, acc = i+1, 0
+		}
+	}
+	if lo < len(send) {
+		groups = append(groups, [2]int{lo, len(send)})
+	}
+	return groups
 }
 
 func sortedModes(m map[uint32][]string) []uint32 {
