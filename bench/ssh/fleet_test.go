@@ -182,7 +182,9 @@ func openFDs() int {
 // BenchmarkFleet200: a one-file change of a 1,000-file / 7 MB tree to 200 hosts (sshd in
 // network namespaces, no proxy) through pipeline.Rollout in batches of 25, against one
 // host alone; the deploying process's peak RSS (VmHWM, reset before each deploy) and the
-// most file descriptors it had open at once (sampled every 5 ms).
+// most file descriptors it had open at once (sampled every 5 ms), and the CPU the hosts' sshd
+// and sessions used per host: 200 hosts share this machine's cores, which 200 machines
+// would not.
 func BenchmarkFleet200(b *testing.B) {
 	n := 200
 	if s := os.Getenv("PUSHDEPLOY_BENCH_FLEET"); s != "" {
@@ -230,6 +232,14 @@ func BenchmarkFleet200(b *testing.B) {
 	}{{"one-host", []int{0}}, {fmt.Sprintf("%d-hosts-batches-of-25", n), all}} {
 		b.Run(c.name, func(b *testing.B) {
 			var peakRSS, peakFDs int64
+			var cpu time.Duration
+			hostCPU := func() time.Duration {
+				var d time.Duration
+				for _, i := range c.idx {
+					d += hosts[i].CPU()
+				}
+				return d
+			}
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				p := filepath.Join(src, "d07", "f0007.bin")
@@ -256,9 +266,11 @@ func BenchmarkFleet200(b *testing.B) {
 						}
 					}
 				}()
+				c0 := hostCPU()
 				b.StartTimer()
 				rollout(b, fmt.Sprintf("r%d", id), c.idx)
 				b.StopTimer()
+				cpu += hostCPU() - c0
 				close(stop)
 				wg.Wait()
 				peakRSS = max(peakRSS, procStatus("VmHWM"))
@@ -267,6 +279,7 @@ func BenchmarkFleet200(b *testing.B) {
 			}
 			b.ReportMetric(float64(peakRSS)/1024, "peak-RSS-MB")
 			b.ReportMetric(float64(peakFDs), "peak-fds")
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)/float64(len(c.idx)), "host-cpu-ms/host")
 		})
 	}
 }

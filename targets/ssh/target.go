@@ -8,8 +8,14 @@
 //
 // A new release starts as hard links of the live one (cp -al on the host); only new and
 // changed files go over SFTP, to temporary names, and are verified on the host (sha256sum)
-// before they are renamed into place. Nothing is written into a file the live release
-// shares. Everything every kind shares (batches, health checks, rolling back, lock waiting)
+// before they are renamed into place. A first release (nothing live to share with) gets its
+// files at their paths directly, verified there: it is not complete, and never made live,
+// before its metadata is written last. A large upload is verified in runs while the rest
+// goes out. Nothing is written into a file the live release shares.
+//
+// The first probe of a host from a machine that does not know its live manifest (a fresh
+// CI runner) brings, in the same round trip, the chunks of it that the new tree lacks (the
+// rest is the new tree's own); hosts are dialled while the artifacts are hashed. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
 // Hosts need what every Linux server has: a POSIX shell, GNU coreutils (cp -al, mv -T,
