@@ -1083,7 +1083,8 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 echo "live $(readlink current 2>/dev/null)"
 for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
 cat .pushdeploy/releases/*.json 2>/dev/null
-for f in .pushdeploy/releases/*.activated; do [ -f "$f" ] && f=${f##*/} && echo "activated ${f%%.activated} $(cat ".pushdeploy/releases/$f")"; done
+set -- .pushdeploy/releases/*.activated
+[ -f "$1" ] && awk 'FNR == 1 { f = FILENAME; sub(/.*\//, "", f); sub(/\.activated$/, "", f); print "activated", f, $0 }' "$@"
 exit 0
 `, sshconn.Quote(h.path))
 	out, err := h.script(ctx, s)
