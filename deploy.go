@@ -273,8 +273,8 @@ func (m *Pushdeploy) envCall(ctx context.Context, file *dagger.File, env, format
 		return "", err
 	}
 	var log bytes.Buffer
-	x.Log, x.Deployer = &log, deployer
-	res, failed := op(ctx, x, &log)
+	x.Log, x.Deployer = stream(&log), deployer
+	res, failed := op(ctx, x, x.Log)
 	var b bytes.Buffer
 	if format == pipeline.FormatJSON {
 		if res.v != nil {
@@ -291,6 +291,10 @@ func (m *Pushdeploy) envCall(ctx context.Context, file *dagger.File, env, format
 	}
 	return b.String(), err
 }
+
+// stream is the stage log of a function: kept for its result, and written to stderr as it
+// goes, which the engine shows while the function runs (dagger call's progress output).
+func stream(log *bytes.Buffer) io.Writer { return io.MultiWriter(log, os.Stderr) }
 
 // targetExtra adds options to every target the module makes: a test seam (the bench's
 // Docker socket), empty in use.
@@ -373,12 +377,9 @@ func (m *Pushdeploy) given(ctx context.Context, image string, artifacts *dagger.
 	case image != "":
 		return &pipeline.Artifact{Image: image}, nil
 	case artifacts != nil:
-		dir, err := os.MkdirTemp("", "pushdeploy-artifacts-")
+		dir, err := exportDir(ctx, artifacts)
 		if err != nil {
 			return nil, err
-		}
-		if _, err := artifacts.Export(ctx, dir); err != nil {
-			return nil, fmt.Errorf("exporting the artifacts: %w", err)
 		}
 		return &pipeline.Artifact{Dir: dir}, nil
 	}
