@@ -301,6 +301,9 @@ func (r *run) checkArtifact(ctx context.Context) error {
 			return fmt.Errorf("image to publish %q: %w; nothing was changed", a.ImagePath, err)
 		}
 	}
+	if r.env.NoRegistry() {
+		return checkOverSSH(r.req.Env, a)
+	}
 	if a.Image == "" {
 		return nil
 	}
@@ -504,6 +507,9 @@ func buildStage(ctx context.Context, r *run) error {
 func publishStage(ctx context.Context, r *run) error {
 	if r.env.SSH != nil {
 		return r.fileDigest()
+	}
+	if overSSH(r.env, r.req.File, r.art) {
+		return r.sendOverSSH()
 	}
 	img := r.req.File.Image
 	switch {

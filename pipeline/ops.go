@@ -112,13 +112,26 @@ func (x *Environments) Status(ctx context.Context, names ...string) []EnvStatus 
 // nothing. The release's digest comes from the artifact: the manifest of a directory, an
 // image tarball's digest, or a published reference.
 func (x *Environments) Plan(ctx context.Context, name string, art Artifact) ([]targets.Change, error) {
-	_, e, err := x.target(ctx, name)
+	env, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
 	r := targets.Release{ID: NewReleaseID(time.Now()), App: x.File.App, Env: name, Artifacts: art.Dir, Image: art.Image}
 	switch {
+	case overSSH(env, x.File, &art):
+		if err := checkOverSSH(name, &art); err != nil {
+			return nil, err
+		}
+		if art.ImagePath != "" {
+			if r.Image, err = ImageID(art.ImagePath); err != nil {
+				return nil, err
+			}
+		}
+		if r.Image == "" {
+			return nil, errors.New("nothing to plan: give the image tarball (--image-tar)")
+		}
+		r.Digest = r.Image
 	case art.Dir != "":
 		d, ok := e.t.(ArtifactDigester)
 		if !ok {

@@ -37,6 +37,10 @@ type Release struct {
 	Image string `json:"image,omitempty"`
 	// Artifacts is the local directory whose files a file target deploys.
 	Artifacts string `json:"-"`
+	// ImageArchive is a local image tarball (docker save, an OCI layout) that the docker
+	// target sends to each host over SSH instead of pulling Image: Image is then the image
+	// ID ("sha256:...", the config's digest), and so is Digest.
+	ImageArchive string `json:"-"`
 	// Deployer says who deploys it.
 	Deployer string `json:"deployer,omitempty"`
 	// PipelineID identifies the run that deploys it (a CI job URL or run id).

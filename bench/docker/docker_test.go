@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
+
 	"github.com/pushdeploy/pushdeploy/internal/testbench"
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/targets"
@@ -221,7 +223,8 @@ func BenchmarkDeploy(b *testing.B) {
 		var log bytes.Buffer
 		rollout := func(i int, ref, dg string) {
 			r := targets.Release{ID: fmt.Sprintf("20261127T%06dZ", i), App: w.app, Env: "bench", Version: fmt.Sprintf("v%d", i), Digest: dg, Image: ref}
-			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log)); err != nil {
+			log.Reset()
+			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log), pipeline.WithStable(0)); err != nil {
 				b.Fatalf("%v\n%s", err, log.String())
 			}
 		}
@@ -258,7 +261,8 @@ func BenchmarkDeploy(b *testing.B) {
 		var log bytes.Buffer
 		rollout := func(i int, ref, dg string) {
 			r := targets.Release{ID: fmt.Sprintf("20261127T%06dZ", i), App: w.app, Env: "bench", Version: fmt.Sprintf("v%d", i), Digest: dg, Image: ref}
-			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log)); err != nil {
+			log.Reset()
+			if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log), pipeline.WithStable(0)); err != nil {
 				b.Fatalf("%v\n%s", err, log.String())
 			}
 		}
@@ -275,9 +279,36 @@ func BenchmarkDeploy(b *testing.B) {
 		if err := os.WriteFile(kh, w.host.KnownHosts, 0o600); err != nil {
 			b.Fatal(err)
 		}
+		cli, err := client.NewClientWithOpts(client.WithHost(w.d.Host()), client.WithAPIVersionNegotiation())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cli.Close()
+		var toHealthy time.Duration
 		// The seed's Jenkins step, with host networking for -p 8080:8080 (the bench's engine
-		// has no bridge).
-		seed := func(_ int, ref, _ string) {
+		// has no bridge). The seed does not wait for the health check; toHealthy adds the
+		// wait for the container's first passing HEALTHCHECK (the engine asked every
+		// pollEvery, from this machine), the time pushdeploy's health stage waits for.
+		seed := func(i int, ref, _ string) {
+			start := time.Now()
+			defer func() {
+				if i == 0 {
+					return
+				}
+				b.StopTimer()
+				defer b.StartTimer()
+				for {
+					c, err := cli.ContainerInspect(context.Background(), w.app)
+					if err == nil && c.State != nil && c.State.Health != nil && c.State.Health.Status == "healthy" {
+						break
+					}
+					if time.Since(start) > recoverIn {
+						b.Fatalf("the seed's container is not healthy after %s", recoverIn)
+					}
+					time.Sleep(pollEvery) // polling the engine, as a user's script would (bench only)
+				}
+				toHealthy += time.Since(start)
+			}()
 			script := strings.Join([]string{
 				"export DOCKER_HOST=" + sshconn.Quote("unix://"+w.d.Socket),
 				"docker pull -q " + sshconn.Quote(ref),
@@ -292,9 +323,114 @@ func BenchmarkDeploy(b *testing.B) {
 			}
 		}
 		measure(b, w, "", func(ref, dg string) { seed(0, ref, dg) }, seed)
+		b.ReportMetric(float64(toHealthy.Milliseconds())/float64(b.N), "to-healthy-ms/op")
 	})
 }
 
 // noRehashWait stops root's .bashrc on this machine (pyenv init) from waiting up to 60s, in
 // every SSH session, for a lock file that a killed session left behind.
 var noRehashWait = testbench.SSHSetEnv("PYENV_REHASH_TIMEOUT", "0")
+
+// BenchmarkDeployPaired runs the seed's sequence and pushdeploy's default and blue-green
+// deploys in turn, each iteration all three, so that the load of a shared machine falls on
+// them alike: wall time only (downtime is BenchmarkDeploy's), as the seed's sequence, the
+// seed's sequence until its container's first passing HEALTHCHECK, and pushdeploy's deploys
+// (health check included, the stability window off). The goals: default ≤ seed to healthy
+// + 150 ms; blue-green ≤ 1.5 × seed.
+func BenchmarkDeployPaired(b *testing.B) {
+	seedW, pdW, bgW := newWorld(b, "pairseed"), newWorld(b, "pairpd"), newWorld(b, "pairbg")
+	dir := b.TempDir()
+	key, kh := filepath.Join(dir, "key"), filepath.Join(dir, "known_hosts")
+	os.WriteFile(key, seedW.host.ClientKey, 0o600)
+	os.WriteFile(kh, seedW.host.KnownHosts, 0o600)
+	cli, err := client.NewClientWithOpts(client.WithHost(seedW.d.Host()), client.WithAPIVersionNegotiation())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cli.Close()
+	seed := func(ref string) {
+		script := strings.Join([]string{
+			"export DOCKER_HOST=" + sshconn.Quote("unix://"+seedW.d.Socket),
+			"docker pull -q " + sshconn.Quote(ref),
+			"docker stop " + seedW.app + " || true",
+			"docker rm " + seedW.app + " || true",
+			"docker run -d --name " + seedW.app + " --network host " + sshconn.Quote(ref),
+		}, "; ")
+		cmd := exec.Command("ssh", "-i", key, "-o", "UserKnownHostsFile="+kh, "-o", "StrictHostKeyChecking=yes",
+			"-o", "BatchMode=yes", "-p", fmt.Sprint(seedW.host.Port), seedW.host.User+"@127.0.0.1", script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("seed deploy: %v: %s", err, out)
+		}
+	}
+	healthy := func(start time.Time) {
+		for {
+			c, err := cli.ContainerInspect(context.Background(), seedW.app)
+			if err == nil && c.State != nil && c.State.Health != nil && c.State.Health.Status == "healthy" {
+				return
+			}
+			if time.Since(start) > recoverIn {
+				b.Fatalf("the seed's container is not healthy after %s", recoverIn)
+			}
+			time.Sleep(pollEvery) // polling the engine, as a user's script would (bench only)
+		}
+	}
+	mk := func(w *world, opts ...docker.Option) *docker.Target {
+		tg, err := docker.New(w.app, "bench", []string{w.host.Addr}, append([]docker.Option{
+			docker.WithSSH(sshconn.PrivateKey(w.host.ClientKey), sshconn.KnownHosts(w.host.KnownHosts)),
+			docker.WithSocket(w.d.Socket), docker.WithStateDir(w.host.Dir), docker.WithNetwork("host")}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tg.Close() })
+		return tg
+	}
+	pd := mk(pdW)
+	other := testbench.FreePort(b)
+	_, port, _ := net.SplitHostPort(bgW.addr)
+	proxy := testbench.StartNginx(b, "server 127.0.0.1:"+port+" max_fails=0;", fmt.Sprintf("server 127.0.0.1:%d backup max_fails=0;", other))
+	var slots [2]int
+	fmt.Sscan(port, &slots[0])
+	slots[1] = other
+	bg := mk(bgW, docker.WithBlueGreen(docker.BlueGreen{
+		Ports: slots,
+		Env:   []string{"HELLO_ADDR=127.0.0.1:{{.Port}}"},
+		Switch: `printf 'server 127.0.0.1:{{.Port}} max_fails=0;\nserver 127.0.0.1:{{.Other}} backup max_fails=0;\n' > ` +
+			proxy.Upstream + " && " + proxy.Reload(),
+	}))
+	rollout := func(tg *docker.Target, w *world, i int, ref, dg string) {
+		r := targets.Release{ID: fmt.Sprintf("20261127T%06dZ", i), App: w.app, Env: "bench", Version: fmt.Sprintf("v%d", i), Digest: dg, Image: ref}
+		var log bytes.Buffer
+		if _, err := pipeline.Rollout(context.Background(), tg, r, pipeline.WithLogger(&log), pipeline.WithStable(0)); err != nil {
+			b.Fatalf("%v\n%s", err, log.String())
+		}
+	}
+	var tSeed, tHealthy, tPD, tBG time.Duration
+	for i := 0; i <= b.N; i++ {
+		b.StopTimer()
+		sRef, _ := seedW.image(i)
+		pRef, pDg := pdW.image(i)
+		gRef, gDg := bgW.image(i)
+		b.StartTimer()
+		start := time.Now()
+		seed(sRef)
+		s := time.Since(start)
+		healthy(start)
+		h := time.Since(start)
+		start = time.Now()
+		rollout(pd, pdW, i, pRef, pDg)
+		p := time.Since(start)
+		start = time.Now()
+		rollout(bg, bgW, i, gRef, gDg)
+		g := time.Since(start)
+		if i > 0 { // the first deploy of each sets the hosts up
+			tSeed, tHealthy, tPD, tBG = tSeed+s, tHealthy+h, tPD+p, tBG+g
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(tSeed.Milliseconds())/n, "seed-ms/op")
+	b.ReportMetric(float64(tHealthy.Milliseconds())/n, "seed-to-healthy-ms/op")
+	b.ReportMetric(float64(tPD.Milliseconds())/n, "pushdeploy-ms/op")
+	b.ReportMetric(float64(tBG.Milliseconds())/n, "bluegreen-ms/op")
+	b.ReportMetric(float64((tPD-tHealthy).Milliseconds())/n, "pd-minus-seed-healthy-ms/op")
+	b.ReportMetric(tBG.Seconds()/tSeed.Seconds(), "bluegreen/seed")
+}

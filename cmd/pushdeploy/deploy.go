@@ -55,7 +55,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 	_ = cmd.MarkFlagRequired("env")
 	f.StringVar(&approvedBy, "approved-by", "", "who approved the deploy: required by protected environments")
 	f.StringVar(&artifacts, "artifacts", "", "the directory an ssh target deploys")
-	f.StringVar(&imagePath, "image-tar", "", "an OCI layout directory or image tarball to publish and deploy")
+	f.StringVar(&imagePath, "image-tar", "", "an OCI layout directory or image tarball to publish and deploy (docker.registry: none, or no image settings: sent to the Docker hosts over SSH, only the layers each lacks)")
 	f.StringVar(&image, "image", "", "a published image: repo@sha256:..., or repo:tag (resolved to its digest before anything starts)")
 	f.StringVar(&revision, "revision", "", "the commit deployed")
 	f.StringVar(&branch, "branch", "", "the branch deployed (image tags)")

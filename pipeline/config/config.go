@@ -148,6 +148,15 @@ func (f *File) Line(path string) int { return f.lines[path].line }
 
 // Kind is the environment's target kind: "ssh", "docker" or "kubernetes"; "" when none is
 // set (which Validate rejects).
+// NoRegistry reports whether the environment's images go to its hosts over SSH
+// (docker.registry: none) rather than through a registry.
+func (e *Environment) NoRegistry() bool {
+	return e != nil && e.Docker != nil && e.Docker.Registry == RegistryNone
+}
+
+// RegistryNone is docker.registry's value for images sent over SSH.
+const RegistryNone = "none"
+
 func (e *Environment) Kind() string {
 	switch {
 	case e.SSH != nil:

@@ -199,6 +199,11 @@ type DockerTarget struct {
 	// Socket is the path of the Docker Engine's unix socket on the hosts, forwarded over
 	// SSH; checked before the lock. Default: "/var/run/docker.sock".
 	Socket string `yaml:"socket,omitempty" jsonschema:"pattern=^/"`
+	// Registry "none" sends the image straight to each host over SSH instead of the hosts
+	// pulling it from image.repository: only the layers a host's engine lacks travel, and
+	// the release is named by its image ID (the config's digest). The file then needs no
+	// image settings for this environment. Default: the hosts pull from image.repository.
+	Registry string `yaml:"registry,omitempty" jsonschema:"enum=none"`
 	// BlueGreen deploys with no downtime behind a reverse proxy on the host: the new
 	// container starts beside the old one on the other slot, and once it is healthy the
 	// switch command points the proxy at it. Default: stop-then-start (a moment with no

@@ -231,6 +231,16 @@ func (v *validation) from(name string, e *Environment) {
 		v.errorf(p, "%s environment cannot promote from %q, %s environment: promote files from ssh to ssh, images between docker and kubernetes", article(e.Kind()), e.From, article(src.Kind()))
 		return
 	}
+	if e.NoRegistry() != src.NoRegistry() && e.Kind() != "ssh" && src.Kind() != "ssh" {
+		// Images sent over SSH are named by their image IDs, pulled ones by their registry
+		// digests: the two never match.
+		none, reg := name, e.From
+		if src.NoRegistry() {
+			none, reg = e.From, name
+		}
+		v.errorf(p, "%q has docker.registry: none and %q pulls from a registry: an image sent over SSH is named by its image ID, a pulled one by its registry digest, so one cannot promote the other (give both docker.registry: none, or neither)", none, reg)
+		return
+	}
 	// A cycle (a from b, b from a) could never deploy anything.
 	seen := []string{name}
 	for cur := e.From; cur != ""; cur = v.f.Environments[cur].From {

@@ -104,13 +104,13 @@ func (h *Host) switchSlots(ctx context.Context, cli *client.Client, rs []release
 		if err := t.Execute(&b, h.slotData(slot)); err != nil {
 			return abandon(fmt.Errorf("blue-green switch command: %w", err))
 		}
-		if out, err := h.Run(ctx, b.String(), nil); err != nil {
+		if out, err := h.runShell(ctx, b.String()); err != nil {
 			err = fmt.Errorf("switching the proxy on %s to port %d: %w: %s", h.addr, slot, err, tailString(out, 2000))
 			if len(others) > 0 {
 				if old := slotOf(&others[0]); old != 0 {
 					var back strings.Builder
 					if t.Execute(&back, h.slotData(old)) == nil {
-						if _, berr := h.Run(context.WithoutCancel(ctx), back.String(), nil); berr != nil {
+						if _, berr := h.runShell(context.WithoutCancel(ctx), back.String()); berr != nil {
 							err = fmt.Errorf("%w; switching it back to port %d failed too: %v", err, old, berr)
 						}
 					}

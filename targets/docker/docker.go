@@ -62,6 +62,7 @@ type Target struct {
 	o        *options
 	hosts    []*Host
 	state    *state
+	archives archives // image tarballs opened for releases without a registry
 }
 
 var (
@@ -142,6 +143,7 @@ func (t *Target) Close() error {
 	for _, h := range t.hosts {
 		errs = append(errs, h.close())
 	}
+	errs = append(errs, t.archives.close())
 	return errors.Join(errs...)
 }
 
@@ -150,9 +152,11 @@ type Host struct {
 	t    *Target
 	addr string
 
-	mu  sync.Mutex
-	ssh *sshconn.Client
-	cli *client.Client
+	mu   sync.Mutex
+	ssh  *sshconn.Client
+	cli  *client.Client
+	sent SendStats // the last image sent over SSH
+	sh   *shell    // runs the state's commands
 }
 
 // Name is the host's address as given to New.
@@ -174,6 +178,10 @@ func (h *Host) close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
+	if h.sh != nil {
+		h.sh.close()
+		h.sh = nil
+	}
 	if h.cli != nil {
 		errs = append(errs, h.cli.Close())
 		h.cli = nil

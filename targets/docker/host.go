@@ -113,6 +113,16 @@ func (h *Host) checkRelease(r targets.Release) error {
 	if r.Image == "" {
 		return fmt.Errorf("release %q has no image reference", r.ID)
 	}
+	if IsImageID(r.Image) {
+		// Sent over SSH (or on the host already), never pulled: the ID is the content.
+		if r.Digest != "" && r.Digest != r.Image {
+			return fmt.Errorf("release %q: image %s is not the release's digest %s", r.ID, r.Image, r.Digest)
+		}
+		return nil
+	}
+	if r.ImageArchive != "" {
+		return fmt.Errorf("release %q: an image tarball is sent as the image ID (sha256:...), not as %q", r.ID, r.Image)
+	}
 	ref, err := reference.ParseNormalizedNamed(r.Image)
 	if err != nil {
 		return fmt.Errorf("release %q: image reference %q: %w", r.ID, r.Image, err)
@@ -147,7 +157,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		}
 		return fmt.Errorf("preparing release %q on %s: container %q exists with another image (%s); discard it first", r.ID, h.addr, name, have.container.Labels[LabelImage])
 	}
-	if err := h.pull(ctx, cli, r.Image); err != nil {
+	if err := h.fetch(ctx, cli, r); err != nil {
 		return err
 	}
 	cfg, hc, err := h.containerConfig(r, h.freeSlot(rs))
@@ -203,6 +213,20 @@ func (h *Host) containerConfig(r targets.Release, slot int) (*container.Config, 
 		}
 	}
 	return cfg, hc, nil
+}
+
+// fetch gets r's image onto the host: sent over SSH from its tarball, or pulled.
+func (h *Host) fetch(ctx context.Context, cli *client.Client, r targets.Release) error {
+	switch {
+	case r.ImageArchive != "":
+		return h.sendImage(ctx, cli, r)
+	case IsImageID(r.Image):
+		if _, err := cli.ImageInspect(ctx, r.Image); err != nil {
+			return fmt.Errorf("preparing release %q on %s: image %s is not there and no image tarball was given to send it (docker.registry: none): %w", r.ID, h.addr, r.Image, err)
+		}
+		return nil
+	}
+	return h.pull(ctx, cli, r.Image)
 }
 
 // pull makes the engine pull ref unless it has it: a digest-pinned image never changes.

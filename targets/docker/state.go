@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,11 +36,13 @@ var (
 func (t *Target) stateDir(ctx context.Context, h *Host) (string, error) {
 	dir := t.o.stateDir
 	if !path.IsAbs(dir) {
-		c, err := h.sshClient(ctx)
+		sh, err := h.stateShell(ctx)
 		if err != nil {
 			return "", err
 		}
-		out, err := c.Output(ctx, `printf '%s' "$HOME"`)
+		var buf bytes.Buffer
+		err = sh.RunCmd(ctx, sshconn.Cmd{Line: `printf '%s' "$HOME"`, Stdout: &buf})
+		out := buf.Bytes()
 		home := strings.TrimSpace(string(out))
 		if err != nil {
 			return "", fmt.Errorf("finding the home directory of the SSH user on %s, for the state directory %q: %w", h.addr, dir, err)
@@ -72,8 +75,9 @@ func (s *state) files(ctx context.Context) (*hoststate.Files, hoststate.Journals
 				errs[i] = err
 				return
 			}
-			dial := func(ctx context.Context) (*sshconn.Client, error) { return h.sshClient(ctx) }
-			js[i], errs[i] = hoststate.New(dial, dir, "docker target "+t.app+"/"+t.env)
+			// One shell per host for every state command: see shell.
+			dial := func(ctx context.Context) (hoststate.Runner, error) { return h.stateShell(ctx) }
+			js[i], errs[i] = hoststate.NewWithRunner(dial, dir, "docker target "+t.app+"/"+t.env)
 		}()
 	}
 	wg.Wait()
@@ -176,14 +180,11 @@ func (t *Target) preflight(ctx context.Context, h *Host) error {
 	if err != nil {
 		return err
 	}
-	c, err := h.sshClient(ctx)
-	if err != nil {
-		return err
-	}
 	// Changing nothing: the directory, or the nearest of its parents that exists, must be a
 	// directory the user can write (the lock creates the rest).
 	check := fmt.Sprintf(`d=%s; while [ ! -e "$d" ]; do d=$(dirname "$d"); done; [ -d "$d" ] && [ -w "$d" ] && [ -x "$d" ] || { echo "$d is not writable" >&2; exit 1; }`, sshconn.Quote(dir))
-	if _, err := c.Output(ctx, check); err != nil {
+	// In the host's shell, which the lock and history use next.
+	if _, err := h.runShell(ctx, check); err != nil {
 		return fmt.Errorf("the SSH user on %s cannot write the state directory %q (the deploy lock and history): %w; set docker.state_dir to a directory it can write", h.addr, dir, err)
 	}
 	return nil

@@ -32,9 +32,15 @@ import (
 // Dialer returns the open connection to the host that holds the state.
 type Dialer func(ctx context.Context) (*sshconn.Client, error)
 
+// Runner runs one command on the host: *sshconn.Client, or a long-lived shell on it. A
+// command that exits non-zero is an *sshconn.ExitError.
+type Runner interface {
+	RunCmd(ctx context.Context, cmd sshconn.Cmd) error
+}
+
 // Files is the lock and history of one target in one directory of one host.
 type Files struct {
-	dial   Dialer
+	dial   func(ctx context.Context) (Runner, error)
 	dir    string
 	target string
 }
@@ -47,6 +53,17 @@ var (
 // New keeps the state of target (its name in messages, e.g. "docker myapp/prod") in dir on
 // the host dial reaches. dir is created on first use.
 func New(dial Dialer, dir, target string) (*Files, error) {
+	return NewWithRunner(func(ctx context.Context) (Runner, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}, dir, target)
+}
+
+// NewWithRunner is New with the commands run by what dial returns.
+func NewWithRunner(dial func(ctx context.Context) (Runner, error), dir, target string) (*Files, error) {
 	if !path.IsAbs(dir) {
 		return nil, fmt.Errorf("state directory %q for %s is not an absolute path", dir, target)
 	}
