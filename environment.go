@@ -93,6 +93,11 @@ func (m *Pushdeploy) WithEnvironment(
 	// The Docker Engine's unix socket on the hosts (docker). Default: /var/run/docker.sock.
 	// +optional
 	dockerSocket string,
+	// none: the image goes straight to each host over SSH, only the layers it lacks,
+	// instead of the hosts pulling it from a registry (docker). Default: pull from the
+	// image's registry.
+	// +optional
+	dockerRegistry string,
 	// The kubeconfig context (kubernetes). Default: the current context.
 	// +optional
 	kubeContext string,
@@ -216,6 +221,7 @@ func (m *Pushdeploy) WithEnvironment(
 		StopTimeout:     stopTimeout,
 		StateDir:        stateDir,
 		DockerSocket:    dockerSocket,
+		DockerRegistry:  dockerRegistry,
 		KubeContext:     kubeContext,
 		Namespace:       namespace,
 		Deployments:     deployment,

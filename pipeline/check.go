@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/pipeline/publish"
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
@@ -25,6 +26,7 @@ const (
 	CheckDisk      = "free disk"
 	CheckRestart   = "restart program"
 	CheckTarget    = "target preflight"
+	CheckRegistry  = "registry credentials"
 )
 
 // CheckItem is one check on one host: passed, failed (Detail says why) or skipped (an
@@ -78,11 +80,15 @@ func (x *Environments) Check(ctx context.Context, name string) (*CheckReport, er
 		}()
 	}
 	wg.Wait()
-	if p, ok := e.t.(targets.Preflighter); ok {
+	// A server target's preflight is the hosts' own first checks again (login, path).
+	if p, ok := e.t.(targets.Preflighter); ok && e.t.Kind() != "ssh" {
 		it := CheckItem{Check: CheckTarget, OK: true}
 		if err := p.Preflight(ctx); err != nil {
 			it.OK, it.Detail = false, err.Error()
 		}
+		rep.Target = append(rep.Target, it)
+	}
+	if it, ok := x.checkRegistry(ctx, env); ok {
 		rep.Target = append(rep.Target, it)
 	}
 	rep.OK = true
@@ -96,6 +102,28 @@ func (x *Environments) Check(ctx context.Context, name string) (*CheckReport, er
 	}
 	maskReport(rep, x.Secrets.values())
 	return rep, nil
+}
+
+// checkRegistry checks that the registry accepts the file's image credentials for
+// pulling, for image kinds with a registry login; ok is false when there is nothing to
+// check. The item names the registry and the user, never the password.
+func (x *Environments) checkRegistry(ctx context.Context, env *config.Environment) (CheckItem, bool) {
+	img := x.File.Image
+	if img == nil || img.Username == "" || (env.Docker == nil && env.Kubernetes == nil) {
+		return CheckItem{}, false
+	}
+	it := CheckItem{Check: CheckRegistry}
+	repo := repoOf(img)
+	opts, err := registryPublisher{}.options(img, &x.Secrets)
+	if err == nil {
+		err = publish.CheckPull(ctx, repo, opts...)
+	}
+	if err != nil {
+		it.Detail = fmt.Sprintf("user %q: %v", img.Username, err)
+		return it, true
+	}
+	it.OK, it.Detail = true, fmt.Sprintf("user %q may pull %s", img.Username, repo)
+	return it, true
 }
 
 func maskReport(rep *CheckReport, values [][]byte) {
@@ -277,15 +305,10 @@ func CheckError(rep *CheckReport) error {
 	}
 	err := fmt.Errorf("environment %q is not ready to deploy: %s", rep.Env, strings.Join(bad, "; "))
 	if unreach {
-		return &unreachableError{err}
+		return &UnreachableError{Err: err}
 	}
 	return err
 }
-
-// unreachableError marks an error as every host being out of reach.
-type unreachableError struct{ error }
-
-func (e *unreachableError) Unwrap() error { return e.error }
 
 // RenderCheck prints a table per host, then the target's own checks.
 func RenderCheck(w io.Writer, rep *CheckReport) error {

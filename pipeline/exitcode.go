@@ -47,6 +47,15 @@ type GateError struct{ Err error }
 func (e *GateError) Error() string { return e.Err.Error() }
 func (e *GateError) Unwrap() error { return e.Err }
 
+// UnreachableError says that a host or the cluster could not be reached at all (refused
+// or timed-out connections, unknown names), so the command could not do its work there:
+// check with no host reachable, status with a host or cluster out of reach. ExitCode makes
+// ExitUnreachable of it.
+type UnreachableError struct{ Err error }
+
+func (e *UnreachableError) Error() string { return e.Err.Error() }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 // ExitCode maps an error of the pipeline to the process exit code a script can act on (the
 // Exit constants); nil is ExitOK.
 func ExitCode(err error) int {
@@ -86,7 +95,7 @@ func ExitCode(err error) int {
 // unreachable says whether err is a failure to reach a host or a server at all: a refused
 // or timed-out connection, an unknown name, no route.
 func unreachable(err error) bool {
-	var all *unreachableError
+	var all *UnreachableError
 	if errors.As(err, &all) {
 		return true
 	}

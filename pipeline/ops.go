@@ -71,6 +71,8 @@ type EnvStatus struct {
 	Health []HostHealth  `json:"health,omitempty"`
 	Lock   *targets.Lock `json:"lock,omitempty"`
 	Error  string        `json:"error,omitempty"`
+	// Unreachable says Error is a host (or the cluster) that could not be reached.
+	Unreachable bool `json:"unreachable,omitempty"`
 }
 
 // Status answers "what runs where" for every environment of the file (or the named ones),
@@ -87,14 +89,14 @@ func (x *Environments) Status(ctx context.Context, names ...string) []EnvStatus 
 			out[i] = EnvStatus{Env: n}
 			_, e, err := x.target(ctx, n)
 			if err != nil {
-				out[i].Error = maskError(err, x.Secrets.values()).Error()
+				out[i].Error, out[i].Unreachable = maskError(err, x.Secrets.values()).Error(), unreachable(err)
 				return
 			}
 			defer e.t.Close()
 			out[i].Kind = e.t.Kind()
 			st, err := e.statuses(ctx)
 			if err != nil {
-				out[i].Error = maskError(err, x.Secrets.values()).Error()
+				out[i].Error, out[i].Unreachable = maskError(err, x.Secrets.values()).Error(), unreachable(err)
 			}
 			out[i].Hosts = st
 			if l, err := e.t.Locker().Holder(ctx); err == nil {
@@ -289,9 +291,12 @@ func (x *Environments) Unlock(ctx context.Context, name string, opts ...UnlockOp
 // StatusError is nil when every environment could be read, every rollout is complete or
 // progressing and every host checked is healthy; otherwise it names each environment that
 // could not be read, each stuck rollout and each unhealthy host, so that a CI step stops.
+// When a host or cluster could not be reached it is an *UnreachableError (ExitCode 7).
 func StatusError(envs []EnvStatus) error {
 	var bad []string
+	down := false
 	for _, e := range envs {
+		down = down || e.Unreachable
 		if e.Error != "" {
 			bad = append(bad, fmt.Sprintf("%s: %s", e.Env, e.Error))
 			continue
@@ -310,7 +315,11 @@ func StatusError(envs []EnvStatus) error {
 	if len(bad) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%d problem(s) in the status:\n  %s", len(bad), strings.Join(bad, "\n  "))
+	err := fmt.Errorf("%d problem(s) in the status:\n  %s", len(bad), strings.Join(bad, "\n  "))
+	if down {
+		return &UnreachableError{Err: err}
+	}
+	return err
 }
 
 // RenderStatus prints every environment's hosts, one a line: the live release, the

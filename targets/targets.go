@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -266,4 +267,61 @@ type Journal interface {
 	Append(ctx context.Context, record json.RawMessage) error
 	// Records returns at most limit records, the newest last; limit <= 0 means all.
 	Records(ctx context.Context, limit int) ([]json.RawMessage, error)
+}
+
+// LogOptions says which of a live release's logs a LogReader reads.
+type LogOptions struct {
+	// Since keeps only what was logged this long ago or later; 0 means everything the host
+	// keeps (or, for a logs command, what the command prints by default).
+	Since time.Duration
+	// Follow keeps streaming new lines until ctx ends.
+	Follow bool
+}
+
+// LogReader is a host that can read its live release's logs: the live container's, the
+// Deployment's pods', or what the environment's logs command prints on a server.
+type LogReader interface {
+	// Logs writes the live release's logs to w (stdout and stderr together, whole lines)
+	// until they end, or with Follow until ctx ends. A host with no live release is a
+	// *NoLiveError.
+	Logs(ctx context.Context, w io.Writer, o LogOptions) error
+}
+
+// Executor is a host that can run a command inside its live release: in the release's
+// directory with its PUSHDEPLOY_* variables on a server, in the live container on a Docker
+// host, in one pod of a Deployment.
+type Executor interface {
+	// Exec runs argv (a server's login shell runs it quoted, word for word) and writes its
+	// stdout and stderr to w. A command that ran and failed is an *ExitError; a host with
+	// no live release is a *NoLiveError.
+	Exec(ctx context.Context, argv []string, w io.Writer) error
+}
+
+// NoLiveError says a host runs no release, so there is nothing to read or run in.
+type NoLiveError struct {
+	Host string
+	// Detail says what the host has instead, when there is more to say.
+	Detail string
+}
+
+func (e *NoLiveError) Error() string {
+	s := fmt.Sprintf("%s has no live release", e.Host)
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// ExitError is a command that ran on a host and exited non-zero.
+type ExitError struct {
+	Host string
+	// Code is the exit status; -1 when it is not known (killed, connection lost).
+	Code int
+}
+
+func (e *ExitError) Error() string {
+	if e.Code < 0 {
+		return fmt.Sprintf("the command on %s did not exit normally", e.Host)
+	}
+	return fmt.Sprintf("the command on %s exited with status %d", e.Host, e.Code)
 }

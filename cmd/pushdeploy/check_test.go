@@ -68,6 +68,9 @@ func TestCheckSSH(t *testing.T) {
 	if err != nil || !strings.Contains(text, "restart program") || !strings.Contains(text, "staging: ready to deploy") {
 		t.Errorf("check table: %v\n%s", err, text)
 	}
+	golden(t, "check.golden", text, e.replacements())
+	js, _, _ := runSplit(t, append([]string{"check", "-o", "json"}, e.args...)...)
+	golden(t, "check.json.golden", js, e.replacements())
 
 	// The restart command's program is not there.
 	rep, code = checkReport(t, replaced(e.args, "--restart", "no-such-program-pd --now")...)
@@ -100,4 +103,6 @@ func TestCheckSSH(t *testing.T) {
 	if c := item(t, rep, pipeline.CheckReachable); code != pipeline.ExitUnreachable || c.OK {
 		t.Errorf("unreachable host: exit %d, %+v", code, rep.Hosts[0].Checks)
 	}
+	text, _, _ = runSplit(t, append([]string{"check"}, replaced(e.args, "--hosts", closed)...)...)
+	golden(t, "check-unreachable.golden", text, map[string]string{closed: "CLOSED", e.h.Dir: "DIR"})
 }

@@ -30,6 +30,9 @@ func server(app, name string, env *config.Environment, s *pipeline.Secrets, extr
 	if c.RestartTimeout.Duration > 0 {
 		opts = append(opts, ssh.RestartTimeout(c.RestartTimeout.Duration))
 	}
+	if c.Logs != "" {
+		opts = append(opts, ssh.Logs(c.Logs))
+	}
 	if len(env.Hooks.Updated) > 0 {
 		// Run in the staged release before the switch, bounded as every hook is.
 		opts = append(opts, ssh.Updated(env.Hooks.Updated...))

@@ -42,18 +42,19 @@ type Settings struct {
 	Shared         []string `flag:"shared" key:"{ssh}.shared" list:"comma" help:"Paths, relative to a release, kept in PATH/shared and linked into every release (ssh)."`
 	RestartTimeout string   `flag:"restart-timeout" key:"{ssh}.restart_timeout" help:"How long the restart command may run before it is killed and the host fails, e.g. 30s (ssh). Default: 2m."`
 
-	Container     string   `flag:"container" key:"{docker}.container" help:"The container's name (docker). Default: APP-ENV."`
-	Publish       []string `flag:"publish" key:"{docker}.ports" list:"comma" help:"Container ports to publish, as docker run -p does, e.g. 8080:80 (docker)."`
-	Network       string   `flag:"network" key:"{docker}.network" help:"The network the container joins, e.g. host (docker). Default: Docker's bridge."`
-	EnvVars       []string `flag:"env-var" key:"{docker}.env" help:"A plain environment variable of the container, KEY=VALUE (docker; repeatable). Secrets go in --secret-env."`
-	SecretEnv     []string `flag:"secret-env" key:"{docker}.secret_env" help:"An environment variable of the container from a secret, KEY=SECRET where SECRET is NAME, env:NAME or file:PATH (docker; repeatable)."`
-	Volumes       []string `flag:"volume" key:"{docker}.volumes" help:"A volume or host path to mount, as docker run -v does, e.g. data:/var/lib/app (docker; repeatable)."`
-	RestartPolicy string   `flag:"restart-policy" key:"{docker}.restart" help:"The container's restart policy: no, unless-stopped or on-failure (docker). Default: unless-stopped."`
-	Memory        string   `flag:"memory" key:"{docker}.memory" help:"The container's memory limit, e.g. 512m (docker). Default: no limit."`
-	CPUs          float64  `flag:"cpus" key:"{docker}.cpus" help:"The container's CPU limit, e.g. 1.5 (docker). Default: no limit."`
-	StopTimeout   string   `flag:"stop-timeout" key:"{docker}.stop_timeout" help:"How long the old container gets to stop before it is killed, e.g. 30s (docker). Default: 10s."`
-	StateDir      string   `flag:"state-dir" key:"{docker}.state_dir" help:"The directory on the hosts that keeps the deploy lock and history, absolute or relative to the SSH user's home (docker). Default: .pushdeploy."`
-	DockerSocket  string   `flag:"docker-socket" key:"{docker}.socket" help:"The Docker Engine's unix socket on the hosts (docker). Default: /var/run/docker.sock."`
+	Container      string   `flag:"container" key:"{docker}.container" help:"The container's name (docker). Default: APP-ENV."`
+	Publish        []string `flag:"publish" key:"{docker}.ports" list:"comma" help:"Container ports to publish, as docker run -p does, e.g. 8080:80 (docker)."`
+	Network        string   `flag:"network" key:"{docker}.network" help:"The network the container joins, e.g. host (docker). Default: Docker's bridge."`
+	EnvVars        []string `flag:"env-var" key:"{docker}.env" help:"A plain environment variable of the container, KEY=VALUE (docker; repeatable). Secrets go in --secret-env."`
+	SecretEnv      []string `flag:"secret-env" key:"{docker}.secret_env" help:"An environment variable of the container from a secret, KEY=SECRET where SECRET is NAME, env:NAME or file:PATH (docker; repeatable)."`
+	Volumes        []string `flag:"volume" key:"{docker}.volumes" help:"A volume or host path to mount, as docker run -v does, e.g. data:/var/lib/app (docker; repeatable)."`
+	RestartPolicy  string   `flag:"restart-policy" key:"{docker}.restart" help:"The container's restart policy: no, unless-stopped or on-failure (docker). Default: unless-stopped."`
+	Memory         string   `flag:"memory" key:"{docker}.memory" help:"The container's memory limit, e.g. 512m (docker). Default: no limit."`
+	CPUs           float64  `flag:"cpus" key:"{docker}.cpus" help:"The container's CPU limit, e.g. 1.5 (docker). Default: no limit."`
+	StopTimeout    string   `flag:"stop-timeout" key:"{docker}.stop_timeout" help:"How long the old container gets to stop before it is killed, e.g. 30s (docker). Default: 10s."`
+	StateDir       string   `flag:"state-dir" key:"{docker}.state_dir" help:"The directory on the hosts that keeps the deploy lock and history, absolute or relative to the SSH user's home (docker). Default: .pushdeploy."`
+	DockerSocket   string   `flag:"docker-socket" key:"{docker}.socket" help:"The Docker Engine's unix socket on the hosts (docker). Default: /var/run/docker.sock."`
+	DockerRegistry string   `flag:"docker-registry" key:"{docker}.registry" help:"none: the image goes straight to each host over SSH, only the layers it lacks, instead of the hosts pulling it from a registry (docker). Default: pull from the image's registry."`
 
 	KubeContext    string   `flag:"kube-context" key:"{kubernetes}.context" help:"The kubeconfig context (kubernetes). Default: the current context."`
 	Namespace      string   `flag:"namespace" key:"{kubernetes}.namespace" help:"The namespace of the Deployments (kubernetes). Default: the context's, else default."`
@@ -362,6 +363,7 @@ func apply(f *File, e *Environment, name, kind string, s Settings) (errs Errors,
 		duration("stop-timeout", s.StopTimeout, &d.StopTimeout)
 		setString(&d.StateDir, s.StateDir)
 		setString(&d.Socket, s.DockerSocket)
+		setString(&d.Registry, s.DockerRegistry)
 	case "kubernetes":
 		if e.Kubernetes == nil {
 			e.Kubernetes = &KubernetesTarget{}

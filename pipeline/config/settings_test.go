@@ -128,6 +128,7 @@ func TestSettingsSetTheirKeys(t *testing.T) {
 		"SlackWebhook": "S", "WebhookURL": "https://h.example.com/", "MarkerURL": "https://m.example.com/", "MarkerToken": "T",
 		"HealthStatus": 201, "HealthBody": "x",
 		"RestartTimeout": "1s", "StateDir": "/srv/state", "DockerSocket": "/run/docker.sock", "HealthStable": "1s",
+		"DockerRegistry": "none",
 	}
 	for _, sf := range config.SettingFields() {
 		if sf.Key == "" || sf.Own || sf.Key == "app" {

@@ -155,6 +155,13 @@ type SSHTarget struct {
 	// config/database.yml) is a file, any other a directory; end a path with "/" to make it
 	// a directory whatever its name. Default: none.
 	Shared []string `yaml:"shared,omitempty"`
+	// Logs is the command `pushdeploy logs` runs on each host to print the application's
+	// logs, e.g. "pm2 logs myapp --nostream --lines 200" or "journalctl -u myapp
+	// --no-pager". It runs in path/current with every PUSHDEPLOY_* variable, and
+	// PUSHDEPLOY_LOGS_SINCE (--since in seconds, empty when not given) and
+	// PUSHDEPLOY_LOGS_FOLLOW ("1" with --follow, else empty) for the command to pass on.
+	// Default: none (logs then says to add it).
+	Logs string `yaml:"logs,omitempty"`
 }
 
 // DockerTarget runs the image as one container on each Docker host, reached over SSH.

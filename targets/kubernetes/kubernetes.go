@@ -49,6 +49,7 @@ type Target struct {
 	ns       string
 	o        *options
 	cs       kubernetes.Interface
+	cfg      *rest.Config // for the streams of exec
 	hosts    []*Deployment
 	lease    *Lease
 	journal  *Journal
@@ -91,7 +92,7 @@ func New(app, env string, workloads []Workload, opts ...Option) (*Target, error)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes target %s/%s: client: %w", app, env, err)
 	}
-	t := &Target{app: app, env: env, ns: ns, o: o, cs: cs}
+	t := &Target{app: app, env: env, ns: ns, o: o, cs: cs, cfg: cfg}
 	seen := map[string]bool{}
 	for _, w := range workloads {
 		if errs := validation.IsDNS1123Subdomain(w.Name); len(errs) > 0 {

@@ -29,6 +29,7 @@ type options struct {
 	sharedFiles []string
 	updated     []string
 	updatedWait time.Duration
+	logs        string
 	timeout     time.Duration
 	parallel    int
 	cacheDir    string
@@ -143,6 +144,16 @@ const DefaultUpdatedTimeout = 5 * time.Minute
 // switch. Default: none.
 func Updated(commands ...string) Option {
 	return func(o *options) error { o.updated = append(o.updated, commands...); return nil }
+}
+
+// Logs is the command that prints the application's logs on a host (Host.Logs), e.g.
+// "pm2 logs myapp --nostream --lines 200" or "journalctl -u myapp --no-pager". It runs in
+// path/current with the live release's PUSHDEPLOY_* variables, PUSHDEPLOY_PATH, and
+// PUSHDEPLOY_LOGS_SINCE (seconds, empty for no limit) and PUSHDEPLOY_LOGS_FOLLOW ("1" when
+// asked to follow, else empty) for the command to use. Default: none (Logs says what to
+// add).
+func Logs(command string) Option {
+	return func(o *options) error { o.logs = command; return nil }
 }
 
 // UpdatedTimeout bounds each Updated command: when it runs longer, it is killed (its whole

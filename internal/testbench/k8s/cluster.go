@@ -130,11 +130,11 @@ func Start(ctx context.Context, logf func(format string, args ...any)) (c *Clust
 			c.Stop()
 		}
 	}()
-	ports, err := freePorts(5)
+	ports, err := freePorts(6)
 	if err != nil {
 		return nil, err
 	}
-	etcdPort, peerPort, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	etcdPort, peerPort, apiPort, kcmPort, schedPort, kubeletPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	p, err := writePKI(filepath.Join(dir, "pki"))
 	if err != nil {
 		return nil, err
@@ -187,6 +187,9 @@ func Start(ctx context.Context, logf func(format string, args ...any)) (c *Clust
 		"--service-cluster-ip-range=10.96.0.0/16",
 		// On 127.0.0.1 the reconciler would fight over the kubernetes Service's endpoints.
 		"--endpoint-reconciler-type=none",
+		// Logs and exec go to kwok's kubelet server at the node's InternalIP (127.0.0.1),
+		// not at its host name, which nothing resolves.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
 		"--profiling=false")
 	if err != nil {
@@ -242,9 +245,16 @@ func Start(ctx context.Context, logf func(format string, args ...any)) (c *Clust
 	if err != nil {
 		return nil, err
 	}
+	// kwok's kubelet server reads the ClusterLogs and ClusterExec objects of tests
+	// (PodLogs, PodExec): their CRDs first.
+	if err := c.installKwokCRDs(ctx); err != nil {
+		return nil, err
+	}
 	kwok, err := c.run("kwok", "--kubeconfig="+kc, "--config="+stages,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--node-lease-duration-seconds=40", "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1")
+		"--node-lease-duration-seconds=40", "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1",
+		"--server-address=127.0.0.1:"+strconv.Itoa(kubeletPort), "--node-port="+strconv.Itoa(kubeletPort),
+		"--enable-crds=ClusterLogs,ClusterExec")
 	if err != nil {
 		return nil, err
 	}
