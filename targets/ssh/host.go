@@ -496,7 +496,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Ma
 	var err error
 	if direct {
 		if err = stage(ctx); err != nil {
-			return err
+			return h.explainWrite(ctx, err)
 		}
 		err = h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true)
 	} else {
@@ -562,7 +562,9 @@ func (h *Host) setLast(u Upload) {
 func (h *Host) explainWrite(ctx context.Context, err error) error {
 	var se *sftp.StatusError
 	sftpErr := errors.As(err, &se) && (se.FxCode() == sftp.ErrSSHFxFailure || se.FxCode() == sftp.ErrSSHFxPermissionDenied)
-	if !sftpErr && !errors.Is(err, os.ErrPermission) {
+	// The staging script, which runs beside the upload, may meet the full disk first.
+	full := strings.Contains(err.Error(), "No space left on device")
+	if !sftpErr && !full && !errors.Is(err, os.ErrPermission) {
 		return err
 	}
 	dir := h.meta() + "/staging"
