@@ -46,6 +46,10 @@ func (m *Pushdeploy) Deploy(
 	// Do not run the tests before building (an earlier job ran them).
 	// +optional
 	skipTests bool,
+	// The release crosses a change a rollback cannot undo (a migration): once a host
+	// switches, no automatic rollback goes back past it, and rollback refuses without --force.
+	// +optional
+	irreversible bool,
 	// Who deploys, for the lock and the record. Default: the user and host the function runs
 	// as, so CI should pass its actor.
 	// +optional
@@ -63,7 +67,7 @@ func (m *Pushdeploy) Deploy(
 			Source:  m.source(),
 			Secrets: x.Secrets, Targets: x.Targets, Log: log,
 			Build:   m.buildFor(x.File, skipTests),
-			RunHook: m.runHook,
+			RunHook: m.runHook, Irreversible: irreversible,
 		}
 		var err error
 		if req.Artifact, err = m.given(ctx, image, artifacts); err != nil {
@@ -89,6 +93,10 @@ func (m *Pushdeploy) Rollback(
 	// Who approved the rollback: required by protected environments.
 	// +optional
 	approvedBy string,
+	// Roll back across a release that crossed an irreversible change (a migration), which is
+	// refused without it.
+	// +optional
+	force bool,
 	// Who rolls back, for the lock and the record. Default: the user and host the function
 	// runs as, so CI should pass its actor.
 	// +optional
@@ -98,7 +106,7 @@ func (m *Pushdeploy) Rollback(
 	format string,
 ) (string, error) {
 	return m.envCall(ctx, config, env, format, deployer, func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
-		rec, err := x.Rollback(ctx, env, to, approvedBy)
+		rec, err := x.Rollback(ctx, env, to, approvedBy, pipeline.WithAcrossIrreversible(force))
 		return recordResult(rec), err
 	})
 }

@@ -61,7 +61,7 @@ environments:
 		m := New(dag.Directory(), rev, "", "", "main", "", "", "", "", "", "2026-11-27T08:00:00Z",
 			dag.Secret("env://SSH_KEY"), dag.Directory().WithNewFile("known_hosts", string(testbench.KnownHostsOf(hosts))).File("known_hosts"), nil, nil, nil)
 		cfg := dag.Directory().WithNewFile("pushdeploy.yaml", file("./integration.sh "+version)).File("pushdeploy.yaml")
-		return m.Deploy(context.Background(), "staging", cfg, "", "", nil, false, "ci", "run-7", "text")
+		return m.Deploy(context.Background(), "staging", cfg, "", "", nil, false, false, "ci", "run-7", "text")
 	}
 	health := fmt.Sprintf("http://127.0.0.1:%d/health", port)
 

@@ -86,7 +86,7 @@ func TestDeployRefusedWithoutApprovalChangesNothing(t *testing.T) {
 	m := module()
 	m.SSHKey = dag.Secret("env://SSH_KEY")
 	cfg := dag.Directory().WithNewFile("pushdeploy.yaml", protectedFile).File("pushdeploy.yaml")
-	_, err := m.Deploy(context.Background(), "production", cfg, "", "", nil, false, "", "", "text")
+	_, err := m.Deploy(context.Background(), "production", cfg, "", "", nil, false, false, "", "", "text")
 	if err == nil {
 		t.Fatal("an unapproved deploy to a protected environment went ahead")
 	}

@@ -38,7 +38,7 @@ environments:
 	img := func(n int) string { return "registry.test/web@sha256:" + strings.Repeat(fmt.Sprint(n), 64) }
 
 	for _, n := range []int{1, 2} {
-		out, err := m.Deploy(ctx, "production", cfg, "", img(n), nil, false, "ci", "", "text")
+		out, err := m.Deploy(ctx, "production", cfg, "", img(n), nil, false, false, "ci", "", "text")
 		if err != nil {
 			t.Fatalf("deploy %d through the module: %v", n, err)
 		}
@@ -55,7 +55,7 @@ environments:
 		t.Errorf("status: %v\n%s", err, status)
 	}
 	t.Logf("status before rollback:\n%s", status)
-	if out, err := m.Rollback(ctx, "production", cfg, "", "", "ci", "text"); err != nil {
+	if out, err := m.Rollback(ctx, "production", cfg, "", "", false, "ci", "text"); err != nil {
 		t.Fatalf("rollback through the module: %v\n%s", err, out)
 	}
 	d, _ = c.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -107,7 +107,7 @@ environments:
     health:
       command: "test \"$(./app)\" = v1"
 `, h.Addr, h.User, h.Dir)).File("pushdeploy.yaml")
-	out, err := m.Deploy(context.Background(), "staging", cfg, "", "", nil, false, "ci", "", "text")
+	out, err := m.Deploy(context.Background(), "staging", cfg, "", "", nil, false, false, "ci", "", "text")
 	if err != nil {
 		t.Fatalf("deploy through the module: %v", err)
 	}

@@ -87,7 +87,7 @@ var ran = map[string]bool{}
 
 // boolFlags are the module's flags that take no value.
 var boolFlags = map[string]bool{"allow-failure": true, "skip-tests": true, "force": true, "latest": true,
-	"image-latest": true, "protected": true}
+	"image-latest": true, "protected": true, "no-check": true, "irreversible": true, "follow": true}
 
 // uses lists what a `dagger call` command line uses, as "FUNCTION --FLAG" and "FUNCTION"
 // ("call --FLAG" for the module's own arguments); the chained core functions after the

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -39,4 +41,32 @@ func TestDebug(t *testing.T) {
 	mustContain(t, "the debug container's environment", env, "PUSHDEPLOY_ENV=staging", "PUSHDEPLOY_KIND=ssh")
 	cfg := e.ok(t, a.dir, a.env, append(base, "file", "--path", "/root/.ssh/config", "contents")...)
 	mustContain(t, "the debug container's ssh config", cfg, "Host staging-1", "HostName "+e.hostAddr, "StrictHostKeyChecking yes")
+}
+
+// TestLogsAndExec is `logs` and `exec` through dagger call on a deployed server: the logs
+// command the file names and a command run in the live release, each line prefixed by the
+// host; a command failing on the host fails the call.
+func TestLogsAndExec(t *testing.T) {
+	e := needEngine(t)
+	a := newSSHApp(t, e)
+	file := filepath.Join(a.dir, "pushdeploy.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLogs := strings.Replace(string(b), "  staging:\n    ssh:\n", "  staging:\n    ssh:\n      logs: echo logged $PUSHDEPLOY_RELEASE since=$PUSHDEPLOY_LOGS_SINCE\n", 1)
+	if err := os.WriteFile(file, []byte(withLogs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pd := func(args ...string) []string {
+		return append([]string{"call", "--source", ".", "--revision", "r1", "--ssh-key", "env:SSH_KEY"}, args...)
+	}
+	rec := parseRecord(t, e.ok(t, a.dir, a.env, pd("deploy", "--env", "staging", "--skip-tests", "--format", "json")...))
+	host := a.hosts[0].Addr
+	out := e.ok(t, a.dir, a.env, pd("logs", "--env", "staging", "--since", "10m")...)
+	mustContain(t, "logs", out, "logged "+rec.Release+" since=600", host+" | ")
+	out = e.ok(t, a.dir, a.env, pd("exec", "--env", "staging", "--cmd", "ls app && echo in $PUSHDEPLOY_RELEASE")...)
+	mustContain(t, "exec", out, "in "+rec.Release, host)
+	msg := e.fails(t, a.dir, a.env, pd("exec", "--env", "staging", "--args", "false")...)
+	mustContain(t, "a failing exec", msg, host, "exit 1")
 }

@@ -38,7 +38,12 @@ type HostError struct {
 	Err  error
 }
 
-func (e *HostError) Error() string { return fmt.Sprintf("%s: %s: %v", hostNoun(e.Host), e.Step, e.Err) }
+func (e *HostError) Error() string {
+	if e.Host == "" { // a step of the whole deploy: an analysis, an abort
+		return fmt.Sprintf("%s: %v", e.Step, e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", hostNoun(e.Host), e.Step, e.Err)
+}
 func (e *HostError) Unwrap() error { return e.Err }
 
 // DeployError is a failed deploy: the first host that failed, and what the rollback did.
@@ -48,10 +53,15 @@ type DeployError struct {
 	RolledBack []string
 	// RollbackErrors are hosts that could not be returned; they need a hand.
 	RollbackErrors []error
+	// Stopped says why no host was returned: the deploy had crossed an irreversible step.
+	Stopped string
 }
 
 func (e *DeployError) Error() string {
 	s := e.HostError.Error()
+	if e.Stopped != "" {
+		s += "; " + e.Stopped
+	}
 	if len(e.RolledBack) > 0 {
 		s += fmt.Sprintf("; rolled back %d host(s) to their previous release: %q", len(e.RolledBack), e.RolledBack)
 	}
@@ -77,6 +87,13 @@ type engine struct {
 	made []string
 	// progress counts what each host was sent, and draws the uploads (progress.go).
 	progress *progress
+	// held is the deploy lock while it is held (pause, resume and abort are read from it).
+	held *heldLock
+	// plain is a rollback's apply: no bakes, no canary.
+	plain bool
+	// crossed says why the deploy passed an irreversible step ("" while it has not): undo
+	// then returns no host past it (irreversible.go).
+	crossed string
 }
 
 // madeLive is the release apply made live on host i, else fallback.
@@ -164,6 +181,7 @@ type heldLock struct {
 	relErr error
 	e      *engine
 	lk     targets.Locker
+	mu     sync.Mutex // guards l: renewals and setPhase write it
 	l      targets.Lock
 }
 
@@ -189,9 +207,9 @@ func (h *heldLock) release(ctx context.Context) error {
 		defer h.cancel(nil)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := h.lk.Release(rctx, h.l); err != nil {
+		if err := h.lk.Release(rctx, h.current()); err != nil {
 			h.relErr = fmt.Errorf("releasing the deploy lock: %w; the lock is left on the target until %s (or unlock --force)",
-				err, h.l.Expires.UTC().Format(time.RFC3339))
+				err, h.current().Expires.UTC().Format(time.RFC3339))
 		}
 	})
 	return h.relErr
@@ -212,20 +230,24 @@ func (h *heldLock) renew() {
 			return
 		case <-tick.C:
 		}
+		h.mu.Lock()
 		next := h.l
 		next.Expires = h.e.o.now().Add(ttl)
 		err := h.lk.Renew(h.ctx, next)
 		if err == nil {
 			h.l = next
+		}
+		h.mu.Unlock()
+		if err == nil {
 			continue
 		}
 		var held *targets.HeldError
 		switch {
 		case errors.Is(err, targets.ErrLockLost) || errors.As(err, &held):
-		case h.e.o.now().After(h.l.Expires):
-			err = fmt.Errorf("%w; it expired at %s before it could be renewed", err, h.l.Expires.UTC().Format(time.RFC3339))
+		case h.e.o.now().After(h.current().Expires):
+			err = fmt.Errorf("%w; it expired at %s before it could be renewed", err, h.current().Expires.UTC().Format(time.RFC3339))
 		default:
-			h.e.logf("warning: renewing the deploy lock: %v (retrying; it is ours until %s)", err, h.l.Expires.UTC().Format(time.RFC3339))
+			h.e.logf("warning: renewing the deploy lock: %v (retrying; it is ours until %s)", err, h.current().Expires.UTC().Format(time.RFC3339))
 			continue
 		}
 		lost := &LockLostError{Err: err}
@@ -269,13 +291,16 @@ func (e *engine) lock(ctx context.Context) (*heldLock, error) {
 	}
 	h := &heldLock{stop: make(chan struct{}), done: make(chan struct{}), e: e, lk: lk, l: l}
 	h.ctx, h.cancel = context.WithCancelCause(ctx)
+	e.held = h
 	go h.renew()
 	return h, nil
 }
 
+// newLock is the lock a deploy or rollback takes; its phase says a deploy holds it (pause,
+// resume and abort refuse a lock taken by hand).
 func (e *engine) newLock() targets.Lock {
 	now := e.o.now().UTC()
-	return targets.Lock{Owner: e.o.owner, PipelineID: e.o.pipelineID, Acquired: now, Expires: now.Add(e.o.lockTTL)}
+	return targets.Lock{Owner: e.o.owner, PipelineID: e.o.pipelineID, Acquired: now, Expires: now.Add(e.o.lockTTL), Phase: "deploying"}
 }
 
 // live returns each host's live release id ("" none) and whether every host runs digest.
@@ -457,6 +482,11 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 		m, res := moves[i], &rec.Hosts[i]
 		mu.Lock()
 		switched = append(switched, i)
+		if e.o.irreversible != "" && e.crossed == "" && m.release != nil {
+			// The release itself is irreversible: once one host runs it, the change is made.
+			e.crossed = e.o.irreversible
+			rec.Irreversible = e.crossed
+		}
 		mu.Unlock()
 		if err := h.Activate(ctx, m.id); err != nil {
 			return fail(h, StepActivate, err)
@@ -489,11 +519,33 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 			return nil
 		})
 	}
-	for bi, batch := range e.o.batches(hosts) {
+	bi := 0
+	for _, ph := range e.o.phases(hosts, e.plain) {
 		if failure != nil {
 			break
 		}
-		e.logf("batch %d: %d host(s)", bi+1, len(batch))
+		if ph.batch == nil {
+			// A bake or an analysis of the hosts switched so far (progressive.go).
+			mu.Lock()
+			live := append([]int(nil), switched...)
+			mu.Unlock()
+			if h, step, err := e.gate(ctx, ph, live, rec); err != nil {
+				if h != nil {
+					fail(h, step, err)
+				} else {
+					e.logf("%s failed: %v", step, err)
+					failure = &HostError{Step: step, Err: err}
+				}
+			}
+			continue
+		}
+		bi++
+		batch := ph.batch
+		if ph.step != "" {
+			e.logf("step %s: %d host(s)", ph.step, len(batch))
+		} else {
+			e.logf("batch %d: %d host(s)", bi, len(batch))
+		}
 		_ = eachHost(batch, func(_ int, h targets.Host) error {
 			defer done(h)
 			if stagedFirst {
@@ -514,6 +566,9 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 	e.undo(ctx, failure.Error(), rec, de)
 	// The failed release goes away wherever it was staged and is not live.
 	for _, i := range prepared {
+		if de.Stopped != "" && slices.Contains(switched, i) {
+			continue // left live: the deploy crossed an irreversible step
+		}
 		if err := hosts[i].Discard(context.WithoutCancel(ctx), moves[i].id); err != nil {
 			e.logf("warning: %s: removing failed release %s: %v", hosts[i].Name(), moves[i].id, err)
 		}
@@ -526,6 +581,10 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 func (e *engine) undo(ctx context.Context, reason string, rec *Record, de *DeployError) {
 	hosts := e.t.Hosts()
 	rec.Rollback = &RollbackInfo{Reason: reason}
+	if e.crossed != "" {
+		e.stopAtIrreversible(ctx, rec, de)
+		return
+	}
 	// Roll back on a context of its own: a cancelled or timed-out deploy still restores.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	defer cancel()

@@ -70,14 +70,18 @@ func ExitCode(err error) int {
 		deploy *DeployError
 		lost   *LockLostError
 		owner  *NotOwnerError
+		irrev  *IrreversibleError
 	)
 	switch {
 	case errors.As(err, &usage):
 		return ExitUsage
-	case errors.As(err, &gate):
+	case errors.As(err, &gate), errors.As(err, &irrev):
 		return ExitRefused
 	case errors.As(err, &deploy):
 		// Before the lock's errors: a deploy stopped by its lost lock rolled back too.
+		if deploy.Stopped != "" {
+			return ExitIrreversible
+		}
 		if len(deploy.RollbackErrors) > 0 {
 			return ExitMixed
 		}

@@ -36,6 +36,10 @@ type Request struct {
 	RunURL     string
 	// Secrets are the secret values the file names.
 	Secrets Secrets
+	// Irreversible says the release makes a change its rollback cannot undo (it migrates
+	// as it starts): once a host runs it, an automatic rollback stops, and rollback across
+	// it refuses unless forced (deploy --irreversible).
+	Irreversible bool
 	// Artifact is what to deploy when the caller built it already (or is handed it by an
 	// earlier job): Build is then skipped.
 	Artifact *Artifact
@@ -143,6 +147,9 @@ var stages = []stage{
 	{name: "lock", run: lockStage},
 	// Commands before anything changes; a failure stops the deploy.
 	{name: "pre-deploy hooks", run: preHooksStage},
+	// The migration, once, before any host switches; an irreversible one is the point an
+	// automatic rollback no longer goes back past (irreversible.go).
+	{name: "migrate", run: migrateStage},
 	// Batches of hosts: prepare, switch, health; a failing host rolls every switched one back.
 	{name: "deploy", run: deployStage},
 	// Every host once more, after the last batch.
@@ -198,7 +205,7 @@ func Deploy(ctx context.Context, req Request) (*Record, error) {
 			st.Outcome = "failed"
 			fmt.Fprintf(log, "==> %s: FAILED (%s): %v\n", s.name, round(d), err)
 			if r.failed == nil {
-				r.failed = &StageError{Stage: s.name, Err: err}
+				r.failed = &StageError{Stage: s.name, Err: r.stoppedErr(s.name, err)}
 			}
 		}
 		r.rec.Stages = append(r.rec.Stages, st)
@@ -390,7 +397,11 @@ func engineOptions(env *config.Environment, r *run) ([]Option, error) {
 	if h := env.Health; h != nil && h.Stable.Duration > 0 {
 		opts = append(opts, WithStable(h.Stable.Duration))
 	}
-	return opts, nil
+	prog, err := progressiveOptions(env, r.req)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, prog...), nil
 }
 
 func gatesStage(ctx context.Context, r *run) error {
@@ -699,7 +710,7 @@ func recordStage(ctx context.Context, r *run) error {
 		r.rec.Outcome = OutcomeUnchanged
 	case r.failed == nil:
 		r.rec.Outcome = OutcomeDeployed
-	case r.rec.Rollback != nil && len(r.rec.Rollback.Errors) == 0:
+	case r.rec.Rollback != nil && len(r.rec.Rollback.Errors) == 0 && r.rec.Rollback.Stopped == "":
 		r.rec.Outcome, r.rec.Error = OutcomeRolledBack, r.failed.Error()
 	default:
 		r.rec.Outcome, r.rec.Error = OutcomeFailed, r.failed.Error()

@@ -181,7 +181,7 @@ environments:
 		t.Fatalf("staging deployed %q, want a digest reference in the registry", v1)
 	}
 	stages := strings.Join(stageNames(rec), " → ")
-	if stages != "resolve → gates → build → publish → lock → pre-deploy hooks → deploy → health → post-deploy hooks → record → unlock → notify" {
+	if stages != "resolve → gates → build → publish → lock → pre-deploy hooks → migrate → deploy → health → post-deploy hooks → record → unlock → notify" {
 		t.Errorf("stages ran in order %s", stages)
 	}
 

@@ -213,13 +213,20 @@ func RenderEnvHistory(w io.Writer, h *EnvHistory) error {
 }
 
 // Rollback returns the named environment to the release to (each host's previous one
-// when to is ""). A protected environment needs an approval here too.
-func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string) (*Record, error) {
+// when to is ""). A protected environment needs an approval here too. A rollback across a
+// release that crossed an irreversible change is refused (*IrreversibleError) unless opts
+// has WithAcrossIrreversible(true).
+func (x *Environments) Rollback(ctx context.Context, name, to, approvedBy string, opts ...Option) (*Record, error) {
 	env, e, err := x.target(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer e.t.Close()
+	for _, o := range opts {
+		if err := o(e.o); err != nil {
+			return nil, err
+		}
+	}
 	if env.Protected && strings.TrimSpace(approvedBy) == "" {
 		return nil, fmt.Errorf("environment %q is protected: a rollback needs --approved-by too; nothing was changed", name)
 	}
@@ -380,7 +387,21 @@ func RenderRecord(w io.Writer, r *Record) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	if r.Rollback != nil {
+	for _, st := range r.Steps {
+		fmt.Fprintf(w, "  step %s: %s (%s) %s\n", st.Step, st.Outcome, round(time.Duration(st.Millis)*time.Millisecond), st.Detail)
+	}
+	if r.BakedMs > 0 {
+		fmt.Fprintf(w, "  baked %s\n", round(time.Duration(r.BakedMs)*time.Millisecond))
+	}
+	if n := irreversibleNote(r); n != "" {
+		fmt.Fprintf(w, "  %s\n", n)
+	}
+	if r.Rollback != nil && r.Rollback.Stopped != "" {
+		fmt.Fprintf(w, "  NOT ROLLED BACK: %s\n", r.Rollback.Stopped)
+		for _, f := range r.Rollback.Fleet {
+			fmt.Fprintf(w, "    %s runs %s\n", f.Host, dash(firstNonEmpty(f.Version, f.Release)))
+		}
+	} else if r.Rollback != nil {
 		fmt.Fprintf(w, "  rolled back %s: %s\n", strings.Join(r.Rollback.Hosts, ", "), r.Rollback.Reason)
 		for _, e := range r.Rollback.Errors {
 			fmt.Fprintf(w, "  ROLLBACK FAILED: %s\n", e)
@@ -417,8 +438,12 @@ func RenderHistory(w io.Writer, recs []Record) error {
 	fmt.Fprintln(tw, "WHEN\tACTION\tRELEASE\tVERSION\tDIGEST\tOUTCOME\tBY\tAPPROVED")
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Started.Before(recs[j].Started) })
 	for _, r := range recs {
+		outcome := r.Outcome
+		if r.Irreversible != "" {
+			outcome += " (irreversible)" // rollback across it needs --force
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Started.Format(time.RFC3339), r.Action, r.Release,
-			dash(r.Version), short(r.Digest), r.Outcome, dash(r.Deployer), dash(r.ApprovedBy))
+			dash(r.Version), short(r.Digest), outcome, dash(r.Deployer), dash(r.ApprovedBy))
 	}
 	return tw.Flush()
 }

@@ -29,6 +29,12 @@ type options struct {
 	// progress: WithProgress (progress.go).
 	progress      io.Writer
 	progressEvery time.Duration
+	// Progressive delivery and irreversible releases (progressive.go, irreversible.go).
+	bake               time.Duration
+	steps              []Step
+	controlPoll        time.Duration
+	irreversible       string // why the release is irreversible once a host runs it ("" it is not)
+	acrossIrreversible bool   // a rollback may go back across an irreversible release
 }
 
 // makeOptions sets every default, applies opts, then rejects bad combinations.
@@ -43,6 +49,8 @@ func makeOptions(opts ...Option) (*options, error) {
 		stable:   DefaultStable,
 
 		progressEvery: DefaultProgressEvery,
+		// A pause or abort is seen within a second of being asked.
+		controlPoll: time.Second,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -51,6 +59,9 @@ func makeOptions(opts ...Option) (*options, error) {
 	}
 	if o.batchSize > 0 && o.batchPercent > 0 {
 		return nil, errors.New("batch size and batch percent are exclusive: give one")
+	}
+	if len(o.steps) > 0 && (o.batchSize > 0 || o.batchPercent > 0) {
+		return nil, errors.New("canary steps and batches both say how many hosts go live at a time: give one")
 	}
 	if o.keep < 2 {
 		return nil, fmt.Errorf("keeping %d releases: at least 2 are needed (the live one and the previous)", o.keep)

@@ -36,9 +36,16 @@ type Record struct {
 	Hosts       []HostResult  `json:"hosts"`
 	Rollback    *RollbackInfo `json:"rollback,omitempty"`
 	Stages      []StageTime   `json:"stages,omitempty"`
-	Warnings    []string      `json:"warnings,omitempty"`
-	Started     time.Time     `json:"started"`
-	Finished    time.Time     `json:"finished"`
+	// Steps are the deploy's bakes and canary steps, in order; BakedMs how long it baked
+	// in all (paused time not counted).
+	Steps   []StepResult `json:"steps,omitempty"`
+	BakedMs int64        `json:"bakedMs,omitempty"`
+	// Irreversible says why the release crossed a change that a rollback cannot undo (a
+	// migrate hook marked irreversible, deploy --irreversible); "" when it did not.
+	Irreversible string    `json:"irreversible,omitempty"`
+	Warnings     []string  `json:"warnings,omitempty"`
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
 }
 
 // HostResult is what happened on one host.
@@ -58,6 +65,17 @@ type RollbackInfo struct {
 	Reason string   `json:"reason"`
 	Hosts  []string `json:"hosts"`
 	Errors []string `json:"errors,omitempty"`
+	// Stopped says why no host was returned (the deploy had crossed an irreversible step),
+	// and Fleet what each host runs then.
+	Stopped string     `json:"stopped,omitempty"`
+	Fleet   []HostLive `json:"fleet,omitempty"`
+}
+
+// HostLive is the release a host runs, read from it.
+type HostLive struct {
+	Host    string `json:"host"`
+	Release string `json:"release"`
+	Version string `json:"version,omitempty"`
 }
 
 // StageTime is one stage of the flow and how long it took.

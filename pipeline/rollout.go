@@ -33,6 +33,7 @@ func Rollout(ctx context.Context, t targets.Target, r targets.Release, opts ...O
 		return nil, err
 	}
 	rec := newRecord("deploy", t, r, e.o)
+	e.follow(func() targets.Release { return r }) // health and analysis templates see r
 	return e.underLock(ctx, func(ctx context.Context, held *heldLock) (*Result, error) {
 		return e.rollout(ctx, held, r, rec)
 	})
@@ -65,7 +66,7 @@ func (e *engine) rollout(ctx context.Context, held *heldLock, r targets.Release,
 	rec.Finished = e.o.now().UTC()
 	if err != nil {
 		rec.Outcome, rec.Error = OutcomeFailed, err.Error()
-		if rec.Rollback != nil && len(rec.Rollback.Errors) == 0 {
+		if rec.Rollback != nil && len(rec.Rollback.Errors) == 0 && rec.Rollback.Stopped == "" {
 			rec.Outcome = OutcomeRolledBack
 		}
 	} else {
@@ -136,6 +137,7 @@ func (e *engine) underLock(ctx context.Context, fn func(context.Context, *heldLo
 
 // rollbackLocked is rollback's work under the lock.
 func (e *engine) rollbackLocked(ctx context.Context, to string) (res *Result, err error) {
+	e.plain = true // no bakes, no canary: a rollback goes back as fast as batches allow
 	st, err := e.statuses(ctx)
 	if err != nil {
 		return nil, err
@@ -148,6 +150,9 @@ func (e *engine) rollbackLocked(ctx context.Context, to string) (res *Result, er
 			return nil, err
 		}
 		dest[i] = d
+	}
+	if err := e.crossCheck(ctx, st, dest); err != nil {
+		return nil, err
 	}
 	// The record names the release the hosts go back to when they share one.
 	back := targets.Release{ID: dest[0]}

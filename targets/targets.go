@@ -217,6 +217,30 @@ type Lock struct {
 	Acquired   time.Time `json:"acquired"`
 	// Expires is when the lock lapses unless renewed: a crashed deploy's lock expires.
 	Expires time.Time `json:"expires"`
+	// Phase is what the deploy holding the lock last said it does ("baking 2 host(s) for
+	// 5m0s", "paused by alice ..."); "" for a lock taken by hand, or a deploy between bakes.
+	Phase string `json:"phase,omitempty"`
+	// Control is what someone asked of the deploy that holds the lock (a Controller keeps
+	// it beside the lock); nil when nothing was asked.
+	Control *Control `json:"control,omitempty"`
+}
+
+// Control is a request to the deploy holding a lock, which reads it during its bakes.
+type Control struct {
+	// Action is "pause" (hold where it is, keep probing, keep the lock) or "abort" (roll
+	// back every host it switched and stop).
+	Action string `json:"action"`
+	// By names who asked.
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at"`
+}
+
+// Controller is a Locker that keeps a Control with the lock, for the deploy holding it to
+// read (Holder reports it in Lock.Control) and a renewal to keep.
+type Controller interface {
+	// SetControl stores c with the lock, nil to clear it, when holder still holds the lock
+	// (the same owner and acquisition); otherwise it fails, saying who holds it now.
+	SetControl(ctx context.Context, holder Lock, c *Control) error
 }
 
 // Expired says whether the lock has lapsed at now.
@@ -227,7 +251,14 @@ func (l Lock) String() string {
 	if l.PipelineID != "" {
 		s += fmt.Sprintf(" (pipeline %q)", l.PipelineID)
 	}
-	return s + ", expires " + l.Expires.UTC().Format(time.RFC3339)
+	s += ", expires " + l.Expires.UTC().Format(time.RFC3339)
+	if l.Phase != "" {
+		s += "; " + l.Phase
+	}
+	if c := l.Control; c != nil {
+		s += fmt.Sprintf("; %s asked by %q", c.Action, c.By)
+	}
+	return s
 }
 
 // Locker is a target's deploy lock, one per application and environment. Implementations

@@ -17,6 +17,7 @@ func init() {
 func deployCmd() *cobra.Command {
 	var c common
 	var approvedBy, artifacts, imagePath, image, revision, branch, tag, version string
+	var irreversible bool
 	cmd := &cobra.Command{
 		Use:   "deploy --env NAME (--artifacts DIR | --image-tar PATH | --image REF)",
 		Short: "Deploy an artifact directory or an image to one environment",
@@ -35,6 +36,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 				File: x.File, Env: env, ApprovedBy: approvedBy, Deployer: c.deployer, PipelineID: c.pipelineID,
 				Source:  pipeline.Source{Revision: revision, Branch: branch, Tag: tag, Version: version},
 				Secrets: x.Secrets, Targets: x.Targets, Log: cmd.ErrOrStderr(), RunHook: runHookLocally,
+				Irreversible: irreversible,
 			}
 			if artifacts == "" && imagePath == "" && image == "" {
 				artifacts = builtArtifacts(x.File, env)
@@ -61,6 +63,7 @@ directory for ssh targets, an OCI layout or tarball to publish, or a published i
 	f.StringVar(&branch, "branch", "", "the branch deployed (image tags)")
 	f.StringVar(&tag, "tag", "", "the git tag deployed, if any (image tags)")
 	f.StringVar(&version, "version", "", "the version deployed (default: tag, else revision)")
+	f.BoolVar(&irreversible, "irreversible", false, "the release makes a change its rollback cannot undo: once a host runs it, an automatic rollback stops, and rollback across it needs --force")
 	return cmd
 }
 
@@ -80,8 +83,9 @@ func printRecord(cmd *cobra.Command, output string, rec *pipeline.Record) error 
 func rollbackCmd() *cobra.Command {
 	var c common
 	var env, to, approvedBy string
+	var force bool
 	cmd := &cobra.Command{
-		Use:   "rollback --env NAME [--to RELEASE]",
+		Use:   "rollback --env NAME [--to RELEASE] [--force]",
 		Short: "Make each host's previous release (or a named kept one) live again",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -89,7 +93,7 @@ func rollbackCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rec, err := x.Rollback(cmd.Context(), env, to, approvedBy)
+			rec, err := x.Rollback(cmd.Context(), env, to, approvedBy, pipeline.WithAcrossIrreversible(force))
 			if perr := printRecord(cmd, c.format, rec); perr != nil && err == nil {
 				err = perr
 			}
@@ -101,6 +105,7 @@ func rollbackCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("env")
 	cmd.Flags().StringVar(&to, "to", "", "the release to go back to (default: each host's previous one)")
 	cmd.Flags().StringVar(&approvedBy, "approved-by", "", "who approved the rollback: required by protected environments")
+	cmd.Flags().BoolVar(&force, "force", false, "go back across a release that crossed an irreversible change (a migrate hook marked irreversible, deploy --irreversible)")
 	return cmd
 }
 

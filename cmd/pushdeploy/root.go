@@ -27,7 +27,8 @@ const exitCodes = `Exit codes:
   4  the deploy lock is held by someone else (a deploy, a maintenance window); nothing changed
   5  the deploy failed and every host it switched was rolled back
   6  a rollback failed: the fleet runs mixed releases and needs a hand
-  7  a host or the cluster could not be reached`
+  7  a host or the cluster could not be reached
+  8  the deploy failed after an irreversible step: no host was rolled back past it (the record says what each runs)`
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{

@@ -5,7 +5,11 @@
 //	hello -check http://127.0.0.1:8080/health   exit 0 when the URL answers 200 (for HEALTHCHECK)
 //
 // The version is set at build time (-ldflags "-X main.version=v1.2.3") or by $HELLO_VERSION.
-// $HELLO_FAIL_HEALTH=1 makes /health answer 503, for tests of failing deploys.
+// $HELLO_FAIL_HEALTH=1 makes /health answer 503, for tests of failing deploys;
+// $HELLO_FAIL_AFTER=N makes it answer 503 after its first N answers (a release that fails
+// during a bake); $HELLO_ERROR_RATE=0.5 makes that share of the requests to / answer 500.
+// /metrics counts the requests to / by status in the Prometheus text format
+// (hello_http_requests_total{code="200"}), for canary analysis.
 package main
 
 import (
@@ -17,6 +21,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -33,7 +39,10 @@ func main() {
 	if v := os.Getenv("HELLO_VERSION"); v != "" {
 		version = v
 	}
-	srv := &http.Server{Addr: *addr, Handler: handler(version, os.Getenv("HELLO_FAIL_HEALTH") == "1"), ReadHeaderTimeout: 5 * time.Second}
+	failAfter, _ := strconv.Atoi(os.Getenv("HELLO_FAIL_AFTER"))
+	errorRate, _ := strconv.ParseFloat(os.Getenv("HELLO_ERROR_RATE"), 64)
+	h := handler(behaviour{version: version, failHealth: os.Getenv("HELLO_FAIL_HEALTH") == "1", failAfter: failAfter, errorRate: errorRate})
+	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -48,18 +57,54 @@ func main() {
 	}
 }
 
-// handler serves / and /health.
-func handler(version string, failHealth bool) http.Handler {
+// behaviour is what the environment asks of the service.
+type behaviour struct {
+	version    string
+	failHealth bool
+	failAfter  int     // /health fails after this many answers; 0 never
+	errorRate  float64 // the share of requests to / that answer 500
+}
+
+// handler serves /, /health and /metrics.
+func handler(b behaviour) http.Handler {
+	var mu sync.Mutex
+	var checks, requests, errors int
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if failHealth {
-			http.Error(w, "unhealthy "+version, http.StatusServiceUnavailable)
+		mu.Lock()
+		checks++
+		late := b.failAfter > 0 && checks > b.failAfter
+		mu.Unlock()
+		if b.failHealth || late {
+			http.Error(w, "unhealthy "+b.version, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintf(w, "ok %s\n", version)
+		fmt.Fprintf(w, "ok %s\n", b.version)
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok, failed := requests-errors, errors
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE hello_http_requests_total counter\n")
+		fmt.Fprintf(w, "hello_http_requests_total{code=\"200\"} %d\n", ok)
+		fmt.Fprintf(w, "hello_http_requests_total{code=\"500\"} %d\n", failed)
+		fmt.Fprintf(w, "# TYPE hello_build_info gauge\nhello_build_info{version=%q} 1\n", b.version)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from %s\n", version)
+		mu.Lock()
+		requests++
+		// Deterministic: the n-th request fails when the failures so far fall behind the rate.
+		fail := float64(errors+1) <= float64(requests)*b.errorRate
+		if fail {
+			errors++
+		}
+		mu.Unlock()
+		if fail {
+			http.Error(w, "error from "+b.version, http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "hello from %s\n", b.version)
 	})
 	return mux
 }

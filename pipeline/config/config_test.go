@@ -118,7 +118,7 @@ func TestErrors(t *testing.T) {
       intervall: 3s
 `, []string{`pushdeploy.yaml:10: environments.staging.health.intervall: unknown key "intervall", did you mean "interval"?`}},
 		{"unknown key far from any", base + "    colour: blue\n",
-			[]string{`pushdeploy.yaml:8: environments.staging.colour: unknown key "colour" (known keys: ssh, docker, kubernetes, url, protected, from, health, batches, keep, lock, hooks, notifications, markers)`}},
+			[]string{`pushdeploy.yaml:8: environments.staging.colour: unknown key "colour" (known keys: ssh, docker, kubernetes, url, protected, from, health, batches, keep, lock, bake, steps, analysis, hooks, notifications, markers)`}},
 		{"wrong type int", base + "    keep: many\n",
 			[]string{`pushdeploy.yaml:8: environments.staging.keep: expected an integer, got the string "many"`}},
 		{"wrong type bool", base + "    protected: 1\n",

@@ -108,6 +108,19 @@ type Environment struct {
 	Keep int `yaml:"keep,omitempty" jsonschema:"minimum=2"`
 	// Lock says how the deploy lock is waited for and how long it lives.
 	Lock Lock `yaml:"lock,omitempty"`
+	// Bake keeps probing every switched host's health for this long after each batch (and
+	// after the last) before the deploy goes on; a failure during it rolls back as a failed
+	// health check does. The record says how long the deploy baked. Default: "0s" (off).
+	Bake Duration `yaml:"bake,omitempty"`
+	// Steps is a canary: the hosts go live in the steps' order, each step one of hosts (how
+	// many hosts are live after it), percent (what share of them), bake (probe for that
+	// long) and analysis (the name of an analysis template that must pass). Hosts left
+	// after the last step go live at the end. A failed step rolls back only the hosts that
+	// switched; the others are never touched. Exclusive with batches. Default: none.
+	Steps []Step `yaml:"steps,omitempty"`
+	// Analysis names the templates that steps run: a Prometheus query and the condition its
+	// value must meet. Default: none.
+	Analysis map[string]*Analysis `yaml:"analysis,omitempty"`
 	// Hooks are commands run before and after the deploy and after a rollback.
 	Hooks Hooks `yaml:"hooks,omitempty"`
 	// Notifications are sent when a deploy succeeds or fails.
@@ -346,6 +359,10 @@ type Hooks struct {
 	ContinueOnFailure bool `yaml:"continue_on_failure,omitempty"`
 	// Timeout bounds each command. Default: "5m".
 	Timeout Duration `yaml:"timeout,omitempty"`
+	// Migrate runs once per deploy after pre_deploy and before any host switches (in a
+	// container, or on the first host where: hosts); marked irreversible, the deploy's
+	// record says it crossed a change a rollback cannot undo. Default: none.
+	Migrate *Migrate `yaml:"migrate,omitempty"`
 }
 
 // Notifications are messages sent when a deploy ends. A failed notification never fails a

@@ -191,6 +191,7 @@ func (v *validation) env(name string, e *Environment) {
 	if e.Lock.TTL.Duration != 0 && e.Lock.TTL.Seconds() < 1 {
 		v.errorf(p+".lock.ttl", "%s is too short: at least 1s", e.Lock.TTL)
 	}
+	v.progressive(p, e)
 	if e.Hooks.Where == "hosts" && e.Kind() == "kubernetes" {
 		v.errorf(p+".hooks.where", `"hosts" needs ssh or docker hosts: kubernetes hooks run in a container`)
 	}

@@ -128,6 +128,16 @@ func (l *stateLock) Holder(ctx context.Context) (*targets.Lock, error) {
 	return f.Holder(ctx)
 }
 
+func (l *stateLock) SetControl(ctx context.Context, holder targets.Lock, c *targets.Control) error {
+	f, err := l.files(ctx)
+	if err != nil {
+		return err
+	}
+	return f.SetControl(ctx, holder, c)
+}
+
+var _ targets.Controller = (*stateLock)(nil)
+
 func (l *stateLock) Break(ctx context.Context) error {
 	f, err := l.files(ctx)
 	if err != nil {

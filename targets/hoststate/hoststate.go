@@ -120,6 +120,7 @@ func token(l targets.Lock) string {
 }
 
 func lockFile(l targets.Lock) ([]byte, error) {
+	l.Control = nil // kept in the control file, which a renewal leaves alone
 	j, err := json.Marshal(l)
 	if err != nil {
 		return nil, err
@@ -148,7 +149,7 @@ func (f *Files) Acquire(ctx context.Context, l targets.Lock) error {
 		return err
 	}
 	body := fmt.Sprintf(`if [ -s "$f" ] && [ "$(head -n 1 "$f")" -gt %d ] 2>/dev/null; then cat "$f"; exit %d; fi
-cat > "$f.tmp" && mv -f "$f.tmp" "$f"
+cat > "$f.tmp" && mv -f "$f.tmp" "$f" && rm -f "$f.control"
 `, time.Now().Unix(), statusHeld)
 	out, err := f.guarded(ctx, body, b)
 	if err == nil {
@@ -191,7 +192,7 @@ cat > "$f.tmp" && mv -f "$f.tmp" "$f"
 
 // Release removes the lock when l holds it; someone else's lock is left alone.
 func (f *Files) Release(ctx context.Context, l targets.Lock) error {
-	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" = %s ]; then rm -f "$f"; fi
+	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" = %s ]; then rm -f "$f" "$f.control"; fi
 `, token(l))
 	if _, err := f.guarded(ctx, body, nil); err != nil {
 		return fmt.Errorf("releasing the deploy lock of %s: %w", f.target, err)
@@ -202,23 +203,66 @@ func (f *Files) Release(ctx context.Context, l targets.Lock) error {
 // Holder reads the lock, nil when nobody holds it (an expired lock is reported, with its
 // expiry).
 func (f *Files) Holder(ctx context.Context) (*targets.Lock, error) {
-	out, err := f.run(ctx, "cat "+sshconn.Quote(f.lockFile())+" 2>/dev/null; exit 0", nil)
+	q := sshconn.Quote(f.lockFile())
+	out, err := f.run(ctx, "cat "+q+" 2>/dev/null; printf '\\036'; cat "+q+".control 2>/dev/null; exit 0", nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading the deploy lock of %s: %w", f.target, err)
 	}
-	if len(bytes.TrimSpace(out)) == 0 {
+	lock, control, _ := bytes.Cut(out, []byte{036})
+	if len(bytes.TrimSpace(lock)) == 0 {
 		return nil, nil
 	}
-	l, err := parseLock(out)
+	l, err := parseLock(lock)
 	if err != nil {
 		return nil, fmt.Errorf("reading the deploy lock of %s: %s: %w", f.target, f.lockFile(), err)
+	}
+	// The control applies to the lock it was written for: its first line is that lock's
+	// token.
+	if tok, j, ok := strings.Cut(string(control), "\n"); ok && tok == token(*l) {
+		var c targets.Control
+		if json.Unmarshal([]byte(strings.TrimSpace(j)), &c) == nil && c.Action != "" {
+			l.Control = &c
+		}
 	}
 	return l, nil
 }
 
+var _ targets.Controller = (*Files)(nil)
+
+// SetControl writes c beside the lock (nil removes it) when holder still holds it. The
+// control file's first line is the lock's token, so that a control never outlives the lock
+// it was meant for.
+func (f *Files) SetControl(ctx context.Context, holder targets.Lock, c *targets.Control) error {
+	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" != %s ]; then cat "$f" 2>/dev/null; exit %d; fi
+rm -f "$f.control"
+`, token(holder), statusHeld)
+	var input []byte
+	if c != nil {
+		j, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		input = []byte(token(holder) + "\n" + string(j) + "\n")
+		body += `cat > "$f.control.tmp" && mv -f "$f.control.tmp" "$f.control"` + "\n"
+	}
+	out, err := f.guarded(ctx, body, input)
+	if err == nil {
+		return nil
+	}
+	var ee *sshconn.ExitError
+	if !errors.As(err, &ee) || ee.Status != statusHeld {
+		return fmt.Errorf("writing the deploy control of %s: %w", f.target, err)
+	}
+	who := "nobody: the deploy finished"
+	if held, perr := parseLock(out); perr == nil {
+		who = "it is held by " + held.String()
+	}
+	return fmt.Errorf("writing the deploy control of %s: %w: %s", f.target, targets.ErrLockLost, who)
+}
+
 // Break removes the lock whoever holds it.
 func (f *Files) Break(ctx context.Context) error {
-	if _, err := f.guarded(ctx, `rm -f "$f"`+"\n", nil); err != nil {
+	if _, err := f.guarded(ctx, `rm -f "$f" "$f.control"`+"\n", nil); err != nil {
 		return fmt.Errorf("breaking the deploy lock of %s: %w", f.target, err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -13,8 +14,14 @@ import (
 	"github.com/pushdeploy/pushdeploy/targets"
 )
 
-// annotationPipeline carries the lock holder's pipeline id on the Lease.
-const annotationPipeline = "pushdeploy.dev/pipeline-id"
+// annotationPipeline carries the lock holder's pipeline id on the Lease; annotationPhase
+// what the deploy holding it does; annotationControl a pause or abort asked of it (JSON),
+// which a renewal keeps and a new holder or a release clears.
+const (
+	annotationPipeline = "pushdeploy.dev/pipeline-id"
+	annotationPhase    = "pushdeploy.dev/phase"
+	annotationControl  = "pushdeploy.dev/control"
+)
 
 // Lease is the deploy lock: a coordination.k8s.io/v1 Lease named "pushdeploy-<app>-<env>"
 // whose holderIdentity is the deploy's owner, acquireTime when it took the lock, and
@@ -44,6 +51,13 @@ func holder(le *coordinationv1.Lease) *targets.Lock {
 	if s.RenewTime != nil && s.LeaseDurationSeconds != nil {
 		lk.Expires = s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second)
 	}
+	lk.Phase = le.Annotations[annotationPhase]
+	if j := le.Annotations[annotationControl]; j != "" {
+		var c targets.Control
+		if json.Unmarshal([]byte(j), &c) == nil && c.Action != "" {
+			lk.Control = &c
+		}
+	}
 	return lk
 }
 
@@ -68,6 +82,11 @@ func hold(le *coordinationv1.Lease, lk targets.Lock, now time.Time) {
 		le.Annotations[annotationPipeline] = lk.PipelineID
 	} else {
 		delete(le.Annotations, annotationPipeline)
+	}
+	if lk.Phase != "" {
+		le.Annotations[annotationPhase] = lk.Phase
+	} else {
+		delete(le.Annotations, annotationPhase)
 	}
 }
 
@@ -126,6 +145,7 @@ func (l *Lease) Acquire(ctx context.Context, lk targets.Lock) error {
 		}
 		if cur == nil || !same(cur, lk) {
 			le.Spec.LeaseTransitions = new(ptrValue(le.Spec.LeaseTransitions) + 1)
+			delete(le.Annotations, annotationControl) // asked of an earlier holder
 		}
 		hold(le, lk, now)
 		err = l.update(ctx, le)
@@ -196,6 +216,8 @@ func (l *Lease) clear(ctx context.Context, mine func(*targets.Lock) bool) error 
 		}
 		le.Spec.HolderIdentity, le.Spec.AcquireTime, le.Spec.RenewTime, le.Spec.LeaseDurationSeconds = nil, nil, nil, nil
 		delete(le.Annotations, annotationPipeline)
+		delete(le.Annotations, annotationPhase)
+		delete(le.Annotations, annotationControl)
 		err = l.update(ctx, le)
 		if apierrors.IsConflict(err) {
 			continue
@@ -222,4 +244,48 @@ func ptrValue(p *int32) int32 {
 		return 0
 	}
 	return *p
+}
+
+var _ targets.Controller = (*Lease)(nil)
+
+// SetControl writes c into the Lease's control annotation (nil removes it) when mine
+// still holds the lease; the write is on the resourceVersion read, as every lock change is.
+func (l *Lease) SetControl(ctx context.Context, mine targets.Lock, c *targets.Control) error {
+	for range retries {
+		le, err := l.read(ctx)
+		if err != nil {
+			return err
+		}
+		var cur *targets.Lock
+		if le != nil {
+			cur = holder(le)
+		}
+		if !same(cur, mine) {
+			if cur == nil {
+				return fmt.Errorf("writing the deploy control (%s): %w: nobody holds it, the deploy finished", l.where(), targets.ErrLockLost)
+			}
+			return fmt.Errorf("writing the deploy control (%s): %w: it is held by %s", l.where(), targets.ErrLockLost, cur)
+		}
+		if le.Annotations == nil {
+			le.Annotations = map[string]string{}
+		}
+		if c == nil {
+			delete(le.Annotations, annotationControl)
+		} else {
+			j, err := json.Marshal(c)
+			if err != nil {
+				return err
+			}
+			le.Annotations[annotationControl] = string(j)
+		}
+		err = l.update(ctx, le)
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("writing the deploy control (%s): %w", l.where(), err)
+		}
+		return nil
+	}
+	return fmt.Errorf("writing the deploy control (%s): it kept changing under us", l.where())
 }
