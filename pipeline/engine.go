@@ -85,6 +85,8 @@ type engine struct {
 	// made is, per host, the release apply makes live there: the move's id, the kept id of
 	// a re-activation, the live id of a host that runs the digest already.
 	made []string
+	// progress counts what each host was sent, and draws the uploads (progress.go).
+	progress *progress
 	// held is the deploy lock while it is held (pause, resume and abort are read from it).
 	held *heldLock
 	// plain is a rollback's apply: no bakes, no canary.
@@ -113,7 +115,7 @@ func newEngine(t targets.Target, opts []Option) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &engine{t: t, o: o}, nil
+	return &engine{t: t, o: o, progress: newProgress(o)}, nil
 }
 
 func (e *engine) logf(format string, args ...any) {
@@ -388,6 +390,8 @@ func updates(batch []targets.Host, index map[targets.Host]int, moves []move) boo
 // switches, so that a failing one leaves every host on its old release.
 func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, rec *Record) error {
 	hosts := e.t.Hosts()
+	ctx = targets.WithProgress(ctx, e.progress)
+	defer e.progress.close()
 	moves = reactivations(e.t.Kind(), moves, st)
 	e.made = make([]string, len(moves))
 	for i, m := range moves {
@@ -440,6 +444,7 @@ func (e *engine) apply(ctx context.Context, moves []move, st []targets.Status, r
 	done := func(h targets.Host) {
 		i := index[h]
 		rec.Hosts[i].Millis = time.Since(started[i]).Milliseconds()
+		rec.Hosts[i].Sent = e.progress.sent(h.Name())
 	}
 	// stage prepares the host's release and runs the commands in it; false: nothing more
 	// to do on the host (skipped, or failed).

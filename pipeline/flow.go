@@ -368,7 +368,7 @@ func nonEmptyDir(dir string) error {
 
 // engineOptions turns an environment's settings into the engine's options.
 func engineOptions(env *config.Environment, r *run) ([]Option, error) {
-	opts := []Option{WithLogger(prefixed(r.log, "    "))}
+	opts := []Option{WithLogger(prefixed(r.log, "    ")), WithProgress(progressOut(r.req.Log, r.log))}
 	if r.req.Deployer != "" {
 		opts = append(opts, WithOwner(r.req.Deployer, r.req.PipelineID))
 	}

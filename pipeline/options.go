@@ -26,6 +26,9 @@ type options struct {
 	log          io.Writer
 	now          func() time.Time
 	record       func(*Record)
+	// progress: WithProgress (progress.go).
+	progress      io.Writer
+	progressEvery time.Duration
 	// Progressive delivery and irreversible releases (progressive.go, irreversible.go).
 	bake               time.Duration
 	steps              []Step
@@ -44,6 +47,8 @@ func makeOptions(opts ...Option) (*options, error) {
 		now:      time.Now,
 		lockWait: 0,
 		stable:   DefaultStable,
+
+		progressEvery: DefaultProgressEvery,
 		// A pause or abort is seen within a second of being asked.
 		controlPoll: time.Second,
 	}

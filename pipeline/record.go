@@ -56,6 +56,8 @@ type HostResult struct {
 	Step     string `json:"step,omitempty"` // where it failed: prepare, activate, health
 	Error    string `json:"error,omitempty"`
 	Millis   int64  `json:"ms"`
+	// Sent is what the deploy uploaded to the host (targets that upload files).
+	Sent *Sent `json:"sent,omitempty"`
 }
 
 // RollbackInfo says what an automatic rollback did.

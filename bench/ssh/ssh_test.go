@@ -152,6 +152,10 @@ func newBenchT(b testing.TB, n int) *bench {
 }
 
 func (be *bench) target(b *testing.B, app string, idx ...int) *ssh.Target {
+	return be.targetT(b, app, idx...)
+}
+
+func (be *bench) targetT(b testing.TB, app string, idx ...int) *ssh.Target {
 	var hc []ssh.HostConfig
 	for _, i := range idx {
 		hc = append(hc, ssh.HostConfig{Addr: be.proxies[i].Addr(), User: be.hosts[i].User, Path: filepath.Join(be.hosts[i].Dir, app)})
@@ -200,7 +204,11 @@ func (be *bench) deployOne(b *testing.B, app string, host int, id, dir string) {
 }
 
 func (be *bench) rollout(b *testing.B, app, id, dir string, idx []int) {
-	t := be.target(b, app, idx...)
+	be.rolloutT(b, app, id, dir, idx)
+}
+
+func (be *bench) rolloutT(b testing.TB, app, id, dir string, idx []int) {
+	t := be.targetT(b, app, idx...)
 	defer t.Close()
 	d, err := t.ArtifactDigest(dir)
 	if err != nil {
@@ -238,7 +246,9 @@ func makeTreeT(b testing.TB) string {
 }
 
 // changeOne gives one file new content of the same size.
-func changeOne(b *testing.B, dir string) {
+func changeOne(b *testing.B, dir string) { changeOneT(b, dir) }
+
+func changeOneT(b testing.TB, dir string) {
 	buf := make([]byte, fileSize)
 	rand.Read(buf)
 	if err := os.WriteFile(filepath.Join(dir, "d07", "f0007.bin"), buf, 0o644); err != nil {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -182,21 +183,55 @@ type probe struct {
 	liveSum  string       // sha256 of the live release's manifest text, "" when it has none
 	liveMeta *releaseMeta // the live release's metadata
 	have     *releaseMeta // the metadata of the release asked about, when it is kept
+	// chunks are the short sums of the live manifest's chunks, in order, and bodies the
+	// text of those the probe was not told of, by index; nil when not sent.
+	chunks []string
+	bodies map[int]string
 }
 
-func (h *Host) probe(ctx context.Context, id string) (*probe, error) {
+// chunkBodyEnd ends a chunk's text in the probe's output (manifest lines start with '"').
+const chunkBodyEnd = "PUSHDEPLOY_CHUNK_END"
+
+// probe reads the host's state. With m, the manifest about to be deployed, and a live
+// manifest that is not the one this machine last left live there (liveHint), the same round
+// trip brings the live manifest's chunk sums and the text of the chunks m lacks: a fresh
+// machine learns the live tree without further round trips.
+func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error) {
 	q := sshconn.Quote
-	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+	want, hint := "", h.t.liveHint(h)
+	if hint != "" && h.t.cached(hint) != nil {
+		m = nil // most likely live, and known here: no chunks needed
+	}
+	if m != nil {
+		var b strings.Builder
+		b.WriteString(" ")
+		for _, c := range chunkText(m.Text()) {
+			b.WriteString(chunkSum(c) + " ")
+		}
+		want = b.String()
+	}
+	s := fmt.Sprintf(`cd %[1]s 2>/dev/null || exit 0
 l=$(readlink current 2>/dev/null) || l=
 case $l in releases/*) i=${l#releases/}; echo "live $i"
-  if [ -f ".pushdeploy/releases/$i.manifest" ]; then
-    echo "livesum $(sha256sum < ".pushdeploy/releases/$i.manifest" | cut -c1-64)"
+  mf=".pushdeploy/releases/$i.manifest"
+  if [ -f "$mf" ]; then
+    s=$(sha256sum < "$mf" | cut -c1-64)
+    echo "livesum $s"
+    w=%[3]s
+    if [ -n "$w" ] && [ "$s" != %[4]s ]; then
+      c=$(mktemp -d) && awk -v d="$c" '%[5]s' "$mf" && (cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@"; fi) | while read -r sum f; do
+        k=${sum%%"${sum#????????????????}"}
+        echo "chunk $k"
+        case $w in *" $k "*) ;; *) cat "$c/$f"; echo %[6]s ;; esac
+      done
+      rm -rf "$c"
+    fi
   fi
   [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
 esac
-[ -n %s ] && [ -f .pushdeploy/releases/%s.json ] && [ -d releases/%s ] && { printf 'have '; cat .pushdeploy/releases/%s.json; echo; }
+[ -n %[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] && [ -d releases/%[2]s ] && { printf 'have '; cat .pushdeploy/releases/%[2]s.json; echo; }
 exit 0
-`, q(h.path), q(id), q(id), q(id), q(id))
+`, q(h.path), q(id), q(want), q(hint), chunkAWK, chunkBodyEnd)
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return nil, err
@@ -204,13 +239,31 @@ exit 0
 	p := &probe{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	var body *strings.Builder // the text of the chunk being read
 	for sc.Scan() {
+		if body != nil {
+			if sc.Text() == chunkBodyEnd {
+				p.bodies[len(p.chunks)-1] = body.String()
+				body = nil
+			} else {
+				body.WriteString(sc.Text() + "\n")
+			}
+			continue
+		}
 		k, v, _ := strings.Cut(sc.Text(), " ")
 		switch k {
 		case "live":
 			p.live = v
 		case "livesum":
 			p.liveSum = v
+		case "chunk":
+			p.chunks = append(p.chunks, v)
+			if !strings.Contains(want, " "+v+" ") {
+				if p.bodies == nil {
+					p.bodies = map[int]string{}
+				}
+				body = &strings.Builder{}
+			}
 		case "livemeta", "have":
 			var m releaseMeta
 			if err := json.Unmarshal([]byte(v), &m); err != nil {
@@ -227,7 +280,8 @@ exit 0
 }
 
 // liveManifest returns the live release's manifest: from the cache when this machine has
-// seen it, downloaded (gzipped) otherwise. nil when the live release has none.
+// seen it, else made of the chunks the probe brought and the chunks of manifests known
+// here, the chunks neither has fetched (gzipped). nil when the live release has none.
 func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
 	if p.live == "" || p.liveSum == "" {
 		return nil, nil
@@ -235,27 +289,31 @@ func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
 	if m := h.t.cached(p.liveSum); m != nil {
 		return m, nil
 	}
-	// Not cached: fetch only the chunks of it that no manifest known here has. The host
-	// cuts its manifest into chunks and sends a short hash of each (one process each for
-	// awk and sha256sum, whatever the number of chunks).
 	c, err := h.client(ctx)
 	if err != nil {
 		return nil, err
 	}
 	mf := sshconn.Quote(h.meta() + "/releases/" + p.live + ".manifest")
-	out, err := c.Output(ctx, `c=$(mktemp -d) && trap 'rm -rf "$c"' EXIT && awk -v d="$c" '`+chunkAWK+`' `+mf+` && cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@" | cut -c1-16; fi`)
-	if err != nil {
-		return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+	chunks, got := p.chunks, p.bodies
+	if chunks == nil {
+		// Not brought by the probe: the host cuts its manifest into chunks and sends a
+		// short hash of each (one process each for awk and sha256sum, whatever the number
+		// of chunks).
+		out, err := c.Output(ctx, `c=$(mktemp -d) && trap 'rm -rf "$c"' EXIT && awk -v d="$c" '`+chunkAWK+`' `+mf+` && cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@" | cut -c1-16; fi`)
+		if err != nil {
+			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
+		}
+		chunks = strings.Fields(string(out))
 	}
-	chunks := strings.Fields(string(out))
 	known := h.t.chunkIndex()
 	var missing []int
 	for i, c := range chunks {
 		if _, ok := known[c]; !ok {
-			missing = append(missing, i)
+			if _, ok := got[i]; !ok {
+				missing = append(missing, i)
+			}
 		}
 	}
-	var got map[int]string
 	if len(missing) > 0 {
 		want := " "
 		for _, i := range missing {
@@ -269,7 +327,9 @@ func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
 		}
-		got = map[int]string{}
+		if got == nil {
+			got = map[int]string{}
+		}
 		for j, ch := range chunkText(text) {
 			if j < len(missing) {
 				got[missing[j]] = ch
@@ -309,7 +369,7 @@ func (h *Host) Plan(ctx context.Context, r targets.Release) (targets.Change, err
 	if err != nil {
 		return ch, err
 	}
-	p, err := h.probe(ctx, r.ID)
+	p, err := h.probe(ctx, r.ID, nil)
 	if err != nil {
 		return ch, fmt.Errorf("planning on %s: %w", h.addr, err)
 	}
@@ -342,13 +402,14 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.probe(ctx, r.ID)
+	p, err := h.probe(ctx, r.ID, m)
 	if err != nil {
 		return fmt.Errorf("preparing %q on %s: %w", r.ID, h.addr, err)
 	}
 	if p.have != nil {
 		if p.have.Tree == m.Digest() {
 			h.setLast(Upload{})
+			newUploadProgress(targets.ProgressOf(ctx), h.addr, nil).report(true, nil)
 			return nil
 		}
 		return fmt.Errorf("preparing %q on %s: a release with this id and other content is kept there; discard it first", r.ID, h.addr)
@@ -365,7 +426,26 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		from = p.live
 	}
 	d := diffManifests(base, m)
+	prog := newUploadProgress(targets.ProgressOf(ctx), h.addr, d.send)
+	if err := h.stageAndPlace(ctx, r, m, base, from, d, prog); err != nil {
+		prog.report(true, err)
+		return err
+	}
+	prog.report(true, nil)
+	h.t.remember(m) // the next deploy from this machine need not download it
+	h.t.setLiveHint(h, m.sum())
+	up := Upload{}
+	for _, e := range d.send {
+		up.Files = append(up.Files, e.Path)
+		up.Bytes += e.Size
+	}
+	h.setLast(up)
+	return nil
+}
 
+// stageAndPlace makes the release directory, uploads what d sends, verifies it on the host
+// and completes the release.
+func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Manifest, from string, d *diff, prog *uploadProgress) error {
 	var sc *sftp.Client
 	if len(d.send) > 0 {
 		c, err := h.client(ctx)
@@ -379,34 +459,86 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		stop := context.AfterFunc(ctx, func() { sc.Close() })
 		defer stop()
 	}
-	// Staging the release tree and uploading to the staging directory overlap.
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if _, err := h.script(gctx, h.stageScript(r.ID, from, base, m, d)); err != nil {
+	stage := func(ctx context.Context) error {
+		if _, err := h.script(ctx, h.stageScript(r.ID, from, base, m, d)); err != nil {
 			return fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err)
 		}
 		return nil
-	})
-	g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send) })
-	if err := g.Wait(); err != nil {
+	}
+	// A release made from nothing shares no file with the live one: the files go straight
+	// to their paths in it (after the tree is made), verified there, with no renames. Else
+	// staging the release tree and uploading to the staging directory overlap.
+	direct := from == "" && plainNames(d.send)
+	// A large upload is verified in runs while the rest goes out: the host's hashing
+	// overlaps the transfer instead of following it.
+	groups := verifyGroups(d.send)
+	groupOf := make([]int, len(d.send))
+	left := make([]atomic.Int64, len(groups))
+	for gi, g := range groups {
+		left[gi].Store(int64(g[1] - g[0]))
+		for i := g[0]; i < g[1]; i++ {
+			groupOf[i] = gi
+		}
+	}
+	var verifying errgroup.Group
+	sent := func(i int) {
+		prog.fileSent()
+		if groups != nil && left[groupOf[i]].Add(-1) == 0 {
+			g := groups[groupOf[i]]
+			verifying.Go(func() error {
+				if _, err := h.script(ctx, h.verifyFiles(r.ID, d.send[g[0]:g[1]], g[0], direct)); err != nil {
+					return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
+				}
+				return nil
+			})
+		}
+	}
+	var err error
+	if direct {
+		if err = stage(ctx); err != nil {
+			return h.explainWrite(ctx, err)
+		}
+		err = h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true)
+	} else {
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return stage(gctx) })
+		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
+		err = g.Wait()
+	}
+	verr := verifying.Wait()
+	if err != nil {
 		return h.explainWrite(ctx, err)
 	}
+	if verr != nil {
+		return verr
+	}
+	verified := groups != nil
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
 	finalize := h.finalizeScript(r.ID, d, meta)
 	switch n := len(d.send); {
+	case n > 0 && direct:
+		s := finalize
+		if !verified {
+			s = h.verifyScript(r.ID, d, true) + finalize
+		}
+		if _, err := h.script(ctx, s); err != nil {
+			return fmt.Errorf("verifying the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
+		}
 	case n > 0 && n <= shellMoves:
 		// A few files: verify, move and complete in one script, one round trip.
-		s := h.verifyScript(r.ID, d) + h.moveScript(r.ID, d.send) + finalize
+		s := h.verifyScript(r.ID, d, false) + h.moveScript(r.ID, d.send) + finalize
 		if _, err := h.script(ctx, s); err != nil {
 			return fmt.Errorf("verifying and placing the files of release %q on %s: %w", r.ID, h.addr, names(err, d.send))
 		}
 	default:
-		if n > 0 {
-			if _, err := h.script(ctx, h.verifyScript(r.ID, d)); err != nil {
+		if n > 0 && !verified {
+			if _, err := h.script(ctx, h.verifyScript(r.ID, d, false)); err != nil {
 				return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
 			}
+		}
+		if n > 0 {
 			if err := h.place(ctx, sc, r.ID, d.send); err != nil {
 				return err
 			}
@@ -415,13 +547,6 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 			return fmt.Errorf("completing release %q on %s: %w", r.ID, h.addr, err)
 		}
 	}
-	h.t.remember(m) // the next deploy from this machine need not download it
-	up := Upload{}
-	for _, e := range d.send {
-		up.Files = append(up.Files, e.Path)
-		up.Bytes += e.Size
-	}
-	h.setLast(up)
 	return nil
 }
 
@@ -437,7 +562,9 @@ func (h *Host) setLast(u Upload) {
 func (h *Host) explainWrite(ctx context.Context, err error) error {
 	var se *sftp.StatusError
 	sftpErr := errors.As(err, &se) && (se.FxCode() == sftp.ErrSSHFxFailure || se.FxCode() == sftp.ErrSSHFxPermissionDenied)
-	if !sftpErr && !errors.Is(err, os.ErrPermission) {
+	// The staging script, which runs beside the upload, may meet the full disk first.
+	full := strings.Contains(err.Error(), "No space left on device")
+	if !sftpErr && !full && !errors.Is(err, os.ErrPermission) {
 		return err
 	}
 	dir := h.meta() + "/staging"
@@ -467,11 +594,16 @@ func names(err error, sent []*Entry) error {
 	if !errors.As(err, &ee) {
 		return err
 	}
-	re := regexp.MustCompile(`(?m)^(\d+): FAILED.*$`)
+	re := regexp.MustCompile(`(?m)^(.+): FAILED.*$`)
 	out := re.ReplaceAllStringFunc(ee.Output, func(s string) string {
-		n, _ := strconv.Atoi(re.FindStringSubmatch(s)[1])
-		if n < len(sent) {
+		name := re.FindStringSubmatch(s)[1]
+		if n, err := strconv.Atoi(name); err == nil && n < len(sent) {
 			return fmt.Sprintf("%q: content differs from what was sent", sent[n].Path)
+		}
+		for _, e := range sent { // verified at their paths (direct)
+			if e.Path == name {
+				return fmt.Sprintf("%q: content differs from what was sent", name)
+			}
 		}
 		return s
 	})
@@ -483,18 +615,27 @@ func names(err error, sent []*Entry) error {
 func (h *Host) staging(id string) string { return h.meta() + "/staging/" + id }
 
 // upload sends files to the staging directory, numbered in order, o.parallel at a time.
-func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry) error {
+// With direct, they go to their paths in the release instead.
+// sent is told the index of each file whose content is all written.
+func (h *Host) upload(ctx context.Context, sc *sftp.Client, id, dir string, files []*Entry, prog *uploadProgress, sent func(int), direct bool) error {
 	if len(files) == 0 {
 		return nil
 	}
-	st := h.staging(id)
-	if err := sc.MkdirAll(st); err != nil {
-		return fmt.Errorf("uploading to %s: creating %s: %w", h.addr, st, err)
+	st, rel := h.staging(id), h.path+"/releases/"+id+"/"
+	if !direct {
+		if err := sc.MkdirAll(st); err != nil {
+			return fmt.Errorf("uploading to %s: creating %s: %w", h.addr, st, err)
+		}
 	}
 	return h.each(ctx, files, func(i int, e *Entry) error {
-		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), st+"/"+strconv.Itoa(i), e); err != nil {
+		to := st + "/" + strconv.Itoa(i)
+		if direct {
+			to = rel + e.Path
+		}
+		if err := sendFile(sc, filepath.Join(dir, filepath.FromSlash(e.Path)), to, e, prog); err != nil {
 			return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
 		}
+		sent(i)
 		return nil
 	})
 }
@@ -548,7 +689,7 @@ func (h *Host) each(ctx context.Context, files []*Entry, fn func(int, *Entry) er
 
 // sendFile sends e's content, hashing what it reads: a file that changed since the
 // manifest was made is refused here, before the host's own check.
-func sendFile(sc *sftp.Client, local, remote string, e *Entry) error {
+func sendFile(sc *sftp.Client, local, remote string, e *Entry, prog *uploadProgress) error {
 	src, err := os.Open(local)
 	if err != nil {
 		return err
@@ -560,7 +701,7 @@ func sendFile(sc *sftp.Client, local, remote string, e *Entry) error {
 	}
 	sum := sha256.New()
 	// A LimitedReader tells the SFTP client the size, for concurrent writes.
-	if _, err := dst.ReadFrom(&io.LimitedReader{R: io.TeeReader(src, sum), N: e.Size}); err != nil {
+	if _, err := dst.ReadFrom(&io.LimitedReader{R: prog.reader(io.TeeReader(src, sum)), N: e.Size}); err != nil {
 		dst.Close()
 		return err
 	}
@@ -680,22 +821,32 @@ func joinLines(ls []string) string {
 }
 
 // verifyScript checks the staged files against their hashes (which checks their sizes
-// too) and gives them their modes.
-func (h *Host) verifyScript(id string, d *diff) string {
+// too) and gives them their modes; direct: the files at their paths in the release.
+func (h *Host) verifyScript(id string, d *diff, direct bool) string {
+	return h.verifyFiles(id, d.send, 0, direct)
+}
+
+// verifyFiles is verifyScript of the sent files from index off on.
+func (h *Host) verifyFiles(id string, send []*Entry, off int, direct bool) string {
 	var b strings.Builder
-	st := ".pushdeploy/staging/" + id
-	fmt.Fprintf(&b, "set -e\ncd %s/%s\n", sshconn.Quote(h.path), st)
+	name := func(i int, e *Entry) string { return strconv.Itoa(off + i) }
+	dir := ".pushdeploy/staging/" + id
+	if direct {
+		name = func(_ int, e *Entry) string { return e.Path }
+		dir = "releases/" + id
+	}
+	fmt.Fprintf(&b, "set -e\ncd %s/%s\n", sshconn.Quote(h.path), dir)
 	fmt.Fprintf(&b, "sha256sum -c --quiet --strict 1>&2 <<'%s'\n", heredoc) // its complaints go to stderr, into the error
-	for i, e := range d.send {
-		fmt.Fprintf(&b, "%s  %d\n", e.SHA256, i)
+	for i, e := range send {
+		fmt.Fprintf(&b, "%s  %s\n", e.SHA256, name(i, e))
 	}
 	fmt.Fprintf(&b, "%s\n", heredoc)
 	byMode := map[uint32][]string{}
-	for i, e := range d.send {
-		byMode[e.Mode] = append(byMode[e.Mode], strconv.Itoa(i))
+	for i, e := range send {
+		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(name(i, e)))
 	}
 	for _, mode := range sortedModes(byMode) {
-		chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o %s\n", mode, strings.Join(files, " ")) })
+		chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o -- %s\n", mode, strings.Join(files, " ")) })
 	}
 	return b.String()
 }
@@ -728,6 +879,49 @@ done
 	fmt.Fprintf(&b, "rm -rf %s\ncat > .pushdeploy/releases/%s.json.tmp <<'%s'\n%s\n%s\n", st, id, heredoc, mj, heredoc)
 	fmt.Fprintf(&b, "mv -f .pushdeploy/releases/%s.json.tmp .pushdeploy/releases/%s.json\n", id, id)
 	return b.String()
+}
+
+// plainNames says whether every path can be a line of sha256sum -c as it is (no newline,
+// no backslash, which it would escape).
+func plainNames(files []*Entry) bool {
+	for _, e := range files {
+		if strings.ContainsAny(e.Path, "\n\\") {
+			return false
+		}
+	}
+	return true
+}
+
+// overlapMin is the size of upload from which its files are verified in runs while the
+// rest is sent, and the least size of a run.
+const overlapMin = 4 << 20
+
+// verifyGroups splits the files to send into runs [from, to) of about equal size, at most
+// 8, each verified once all its files are written; nil for a small upload (verified after
+// it, in the script that completes the release: one round trip less).
+func verifyGroups(send []*Entry) [][2]int {
+	var total int64
+	for _, e := range send {
+		total += e.Size
+	}
+	if len(send) <= shellMoves || total < overlapMin {
+		return nil
+	}
+	n := int(min(8, max(2, total/overlapMin)))
+	per := total / int64(n)
+	var groups [][2]int
+	lo, acc := 0, int64(0)
+	for i, e := range send {
+		acc += e.Size
+		if acc >= per && len(groups) < n-1 {
+			groups = append(groups, [2]int{lo, i + 1})
+			lo, acc = i+1, 0
+		}
+	}
+	if lo < len(send) {
+		groups = append(groups, [2]int{lo, len(send)})
+	}
+	return groups
 }
 
 func sortedModes(m map[uint32][]string) []uint32 {
@@ -776,7 +970,7 @@ echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activate
 	if h.t.o.restart != "" {
 		// The restart gets the release's PUSHDEPLOY_* variables, read from the metadata
 		// the release was prepared with.
-		p, err := h.probe(ctx, id)
+		p, err := h.probe(ctx, id, nil)
 		if err != nil {
 			return fmt.Errorf("reading release %q on %s before restarting: %w", id, h.addr, err)
 		}
@@ -891,7 +1085,8 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 echo "live $(readlink current 2>/dev/null)"
 for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
 cat .pushdeploy/releases/*.json 2>/dev/null
-for f in .pushdeploy/releases/*.activated; do [ -f "$f" ] && f=${f##*/} && echo "activated ${f%%.activated} $(cat ".pushdeploy/releases/$f")"; done
+set -- .pushdeploy/releases/*.activated
+[ -f "$1" ] && awk 'FNR == 1 { f = FILENAME; sub(/.*\//, "", f); sub(/\.activated$/, "", f); print "activated", f, $0 }' "$@"
 exit 0
 `, sshconn.Quote(h.path))
 	out, err := h.script(ctx, s)

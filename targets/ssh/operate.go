@@ -62,7 +62,7 @@ func (h *Host) Exec(ctx context.Context, argv []string, w io.Writer) error {
 // inLive runs line in the live release's directory with its variables and extra, the
 // values on stdin (never on a command line ps shows), and no further input.
 func (h *Host) inLive(ctx context.Context, line string, extra map[string]string, w io.Writer, doing string) error {
-	p, err := h.probe(ctx, "")
+	p, err := h.probe(ctx, "", nil)
 	if err != nil {
 		return fmt.Errorf("%s on %s: finding the live release: %w", doing, h.addr, err)
 	}

@@ -8,8 +8,14 @@
 //
 // A new release starts as hard links of the live one (cp -al on the host); only new and
 // changed files go over SFTP, to temporary names, and are verified on the host (sha256sum)
-// before they are renamed into place. Nothing is written into a file the live release
-// shares. Everything every kind shares (batches, health checks, rolling back, lock waiting)
+// before they are renamed into place. A first release (nothing live to share with) gets its
+// files at their paths directly, verified there: it is not complete, and never made live,
+// before its metadata is written last. A large upload is verified in runs while the rest
+// goes out. Nothing is written into a file the live release shares.
+//
+// The first probe of a host from a machine that does not know its live manifest (a fresh
+// CI runner) brings, in the same round trip, the chunks of it that the new tree lacks (the
+// rest is the new tree's own); hosts are dialled while the artifacts are hashed. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
 // Hosts need what every Linux server has: a POSIX shell, GNU coreutils (cp -al, mv -T,
@@ -21,6 +27,8 @@ package ssh
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -51,6 +59,8 @@ type Target struct {
 	locker   *hoststate.Files
 	journal  hoststate.Journals
 
+	prewarm   sync.Once
+	dialling  sync.WaitGroup // the dials ArtifactDigest starts
 	buildMu   sync.Mutex
 	mu        sync.Mutex
 	manifests map[string]*Manifest // by digest: built locally or downloaded
@@ -158,6 +168,7 @@ func (t *Target) Journal() targets.Journal { return t.journal }
 
 // Close closes every connection.
 func (t *Target) Close() error {
+	t.dialling.Wait() // a connection dialled after the close would be left open
 	for _, h := range t.hosts {
 		h.closeConn()
 	}
@@ -167,7 +178,12 @@ func (t *Target) Close() error {
 // ArtifactDigest is the digest a directory of artifacts deploys as: the SHA-256 of its
 // manifest (shared paths left out, as they are not deployed). It reads the directory
 // afresh; Plan and Prepare reuse what it read.
+//
+// While it hashes, the hosts are dialled (Connect, in the background): the connections the
+// deploy then needs are ready when the digest is, and a dial that fails is retried, and
+// reported, where the connection is used.
 func (t *Target) ArtifactDigest(dir string) (string, error) {
+	t.prewarm.Do(func() { t.dialling.Go(func() { t.Connect(context.Background()) }) })
 	m, err := t.build(dir)
 	if err != nil {
 		return "", err
@@ -329,4 +345,38 @@ func (t *Target) Connect(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// liveHint is the sum of the manifest this machine last staged on h, the one it believes
+// live there ("" when it knows none): a probe that finds it live need not bring chunks.
+func (t *Target) liveHint(h *Host) string {
+	if t.o.cacheDir == "" {
+		return ""
+	}
+	b, err := os.ReadFile(t.hintFile(h))
+	if err != nil || !isHex64(strings.TrimSpace(string(b))) {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// setLiveHint remembers sum as what h is about to run (best effort).
+func (t *Target) setLiveHint(h *Host, sum string) {
+	if t.o.cacheDir == "" || os.MkdirAll(t.o.cacheDir, 0o700) != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(t.o.cacheDir, ".tmp-live-*")
+	if err != nil {
+		return
+	}
+	_, err = tmp.WriteString(sum + "\n")
+	if cerr := tmp.Close(); err == nil && cerr == nil {
+		os.Rename(tmp.Name(), t.hintFile(h))
+	}
+	os.Remove(tmp.Name())
+}
+
+func (t *Target) hintFile(h *Host) string {
+	k := sha256.Sum256([]byte(h.addr + "\x00" + h.user + "\x00" + h.path))
+	return filepath.Join(t.o.cacheDir, "live-"+hex.EncodeToString(k[:12]))
 }

@@ -39,7 +39,7 @@ func TestHostVerifiesStagedFiles(t *testing.T) {
 		t.Fatalf("chown: %v: %s", err, out)
 	}
 	h := tg.hosts[0]
-	_, err = h.script(context.Background(), h.verifyScript("r1", d))
+	_, err = h.script(context.Background(), h.verifyScript("r1", d, false))
 	if err == nil {
 		t.Fatal("verification passed a damaged file")
 	}
@@ -47,7 +47,49 @@ func TestHostVerifiesStagedFiles(t *testing.T) {
 		t.Fatalf("verification error %q does not name b.txt alone", msg)
 	}
 	os.WriteFile(filepath.Join(st, "1"), []byte("also good"), 0o666)
-	if _, err := h.script(context.Background(), h.verifyScript("r1", d)); err != nil {
+	if _, err := h.script(context.Background(), h.verifyScript("r1", d, false)); err != nil {
 		t.Fatalf("verification of good files: %v", err)
+	}
+}
+
+// The same check of files uploaded straight into a release made from nothing (direct).
+func TestHostVerifiesFilesInPlace(t *testing.T) {
+	th := testbench.SSHHosts(t, 1, testbench.SSHUser("pdtest"))[0]
+	dir := filepath.Join(th.Dir, "app")
+	tg, err := New("app", "test", []HostConfig{{Addr: th.Addr, User: th.User, Path: dir}}, PrivateKey(th.ClientKey), KnownHosts(th.KnownHosts), ManifestCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	art := t.TempDir()
+	os.MkdirAll(filepath.Join(art, "-x"), 0o755)
+	os.WriteFile(filepath.Join(art, "-x", "a b.txt"), []byte("good"), 0o600)
+	os.WriteFile(filepath.Join(art, "b.txt"), []byte("also good"), 0o644)
+	m, err := BuildManifest(art)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := diffManifests(nil, m)
+	rel := filepath.Join(dir, "releases", "r1")
+	os.MkdirAll(filepath.Join(rel, "-x"), 0o777)
+	os.WriteFile(filepath.Join(rel, "-x", "a b.txt"), []byte("good"), 0o666)
+	os.WriteFile(filepath.Join(rel, "b.txt"), []byte("damaged"), 0o666)
+	if out, err := exec.Command("chown", "-R", th.User, dir).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
+	h := tg.hosts[0]
+	_, err = h.script(context.Background(), h.verifyScript("r1", d, true))
+	if err == nil {
+		t.Fatal("verification passed a damaged file")
+	}
+	if msg := names(err, d.send).Error(); !strings.Contains(msg, `"b.txt": content differs`) || strings.Contains(msg, "a b.txt") {
+		t.Fatalf("verification error %q does not name b.txt alone", msg)
+	}
+	os.WriteFile(filepath.Join(rel, "b.txt"), []byte("also good"), 0o666)
+	if _, err := h.script(context.Background(), h.verifyScript("r1", d, true)); err != nil {
+		t.Fatalf("verification of good files: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(rel, "-x", "a b.txt")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("mode of the verified file: %v, %v; want 0600", st.Mode(), err)
 	}
 }
