@@ -133,6 +133,10 @@ func TestImageTarballSendsOnlyMissingLayers(t *testing.T) {
 	if err := h.Activate(ctx, r1.ID); err != nil {
 		t.Fatal(err)
 	}
+	// As the pipeline does after a switch: the container's own health check first.
+	if err := h.(targets.SelfChecker).CheckHealth(ctx, r1.ID); err != nil {
+		t.Fatal(err)
+	}
 	b.expect(b.app+"-test-"+r1.ID, "200 ok v1")
 }
 
