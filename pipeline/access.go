@@ -60,13 +60,7 @@ func (x *Environments) Access(ctx context.Context, name string) (*Access, error)
 	if acc == nil {
 		return nil, fmt.Errorf("environment %q: no target to reach", name)
 	}
-	if a.Key, err = x.Secrets.Resolve(acc.Key, x.Secrets.SSHKey, "ssh key"); err != nil {
-		return nil, fmt.Errorf("environment %q: %w", name, err)
-	}
-	if len(a.Key) == 0 {
-		return nil, fmt.Errorf("environment %q: no SSH private key: pass one (--ssh-key) or name its secret in the file (key:)", name)
-	}
-	if a.KnownHosts, err = x.Secrets.Resolve(acc.KnownHosts, x.Secrets.KnownHosts, "known_hosts"); err != nil {
+	if a.Key, a.KnownHosts, err = x.Secrets.SSHCredentials(*acc); err != nil {
 		return nil, fmt.Errorf("environment %q: %w", name, err)
 	}
 	var b strings.Builder

@@ -171,3 +171,18 @@ func (s *Secrets) values() [][]byte {
 	}
 	return out
 }
+
+// SSHCredentials are the SSH key and known_hosts of an ssh or docker environment: the
+// file's secrets, else the slots (--ssh-key, --known-hosts). A key is required.
+func (s *Secrets) SSHCredentials(acc config.SSHAccess) (key, knownHosts []byte, err error) {
+	if key, err = s.Resolve(acc.Key, s.SSHKey, "ssh key"); err != nil {
+		return nil, nil, err
+	}
+	if len(key) == 0 {
+		return nil, nil, fmt.Errorf("no SSH private key: pass one (--ssh-key) or name its secret in the file (key:)")
+	}
+	if knownHosts, err = s.Resolve(acc.KnownHosts, s.KnownHosts, "known_hosts"); err != nil {
+		return nil, nil, err
+	}
+	return key, knownHosts, nil
+}

@@ -49,23 +49,9 @@ func Maker(extra Extra) pipeline.TargetMaker {
 	}
 }
 
-// credentials are the SSH key and known_hosts of ssh and docker environments.
-func credentials(acc config.SSHAccess, s *pipeline.Secrets) (key, knownHosts []byte, err error) {
-	if key, err = s.Resolve(acc.Key, s.SSHKey, "ssh key"); err != nil {
-		return nil, nil, err
-	}
-	if len(key) == 0 {
-		return nil, nil, fmt.Errorf("no SSH private key: pass one (--ssh-key) or name its secret in the file (key:)")
-	}
-	if knownHosts, err = s.Resolve(acc.KnownHosts, s.KnownHosts, "known_hosts"); err != nil {
-		return nil, nil, err
-	}
-	return key, knownHosts, nil
-}
-
 // sshOptions are the connection options of docker environments.
 func sshOptions(acc config.SSHAccess, s *pipeline.Secrets, extra []sshconn.Option) ([]sshconn.Option, error) {
-	key, kh, err := credentials(acc, s)
+	key, kh, err := s.SSHCredentials(acc)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 
 func server(app, name string, env *config.Environment, s *pipeline.Secrets, extra Extra) (targets.Target, error) {
 	c := env.SSH
-	key, kh, err := credentials(c.SSHAccess, s)
+	key, kh, err := s.SSHCredentials(c.SSHAccess)
 	if err != nil {
 		return nil, err
 	}
