@@ -183,8 +183,9 @@ type probe struct {
 	liveSum  string       // sha256 of the live release's manifest text, "" when it has none
 	liveMeta *releaseMeta // the live release's metadata
 	have     *releaseMeta // the metadata of the release asked about, when it is kept
-	// chunks are the short sums of the live manifest's chunks, in order, and bodies the
-	// text of those the probe was not told of, by index; nil when not sent.
+	// chunks are the short sums of the live manifest's chunks (of their content lines), in
+	// order, and bodies the lines of those the probe was not told of, by index; nil when
+	// not sent.
 	chunks []string
 	bodies map[int]string
 }
@@ -194,8 +195,8 @@ const chunkBodyEnd = "PUSHDEPLOY_CHUNK_END"
 
 // probe reads the host's state. With m, the manifest about to be deployed, and a live
 // manifest that is not the one this machine last left live there (liveHint), the same round
-// trip brings the live manifest's chunk sums and the text of the chunks m lacks: a fresh
-// machine learns the live tree without further round trips.
+// trip brings the live manifest's chunk sums and the lines of the chunks m lacks: a fresh
+// machine learns what differs without further round trips.
 func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error) {
 	q := sshconn.Quote
 	want, hint := "", h.t.liveHint(h)
@@ -203,12 +204,7 @@ func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error
 		m = nil // most likely live, and known here: no chunks needed
 	}
 	if m != nil {
-		var b strings.Builder
-		b.WriteString(" ")
-		for _, c := range chunkText(m.Text()) {
-			b.WriteString(chunkSum(c) + " ")
-		}
-		want = b.String()
+		want = wantList(m)
 	}
 	s := fmt.Sprintf(`cd %[1]s 2>/dev/null || exit 0
 l=$(readlink current 2>/dev/null) || l=
@@ -219,23 +215,24 @@ case $l in releases/*) i=${l#releases/}; echo "live $i"
     echo "livesum $s"
     w=%[3]s
     if [ -n "$w" ] && [ "$s" != %[4]s ]; then
-      c=$(mktemp -d) && awk -v d="$c" '%[5]s' "$mf" && (cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@"; fi) | while read -r sum f; do
-        k=${sum%%"${sum#????????????????}"}
-        echo "chunk $k"
-        case $w in *" $k "*) ;; *) cat "$c/$f"; echo %[6]s ;; esac
-      done
-      rm -rf "$c"
+%[5]s
     fi
   fi
   [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
 esac
 [ -n %[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] && [ -d releases/%[2]s ] && { printf 'have '; cat .pushdeploy/releases/%[2]s.json; echo; }
 exit 0
-`, q(h.path), q(id), q(want), q(hint), chunkAWK, chunkBodyEnd)
+`, q(h.path), q(id), q(want), q(hint), chunkScript)
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return nil, err
 	}
+	return h.parseProbe(out, want)
+}
+
+// parseProbe reads the probe's output (and that of chunkScript alone); want is the list of
+// short sums the host was told of.
+func (h *Host) parseProbe(out []byte, want string) (*probe, error) {
 	p := &probe{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
@@ -276,82 +273,10 @@ exit 0
 			}
 		}
 	}
-	return p, nil
-}
-
-// liveManifest returns the live release's manifest: from the cache when this machine has
-// seen it, else made of the chunks the probe brought and the chunks of manifests known
-// here, the chunks neither has fetched (gzipped). nil when the live release has none.
-func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
-	if p.live == "" || p.liveSum == "" {
-		return nil, nil
+	if p.chunks == nil && want != "" && p.liveSum != "" && sc.Err() == nil {
+		p.chunks = []string{} // asked, and the live manifest is empty
 	}
-	if m := h.t.cached(p.liveSum); m != nil {
-		return m, nil
-	}
-	c, err := h.client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	mf := sshconn.Quote(h.meta() + "/releases/" + p.live + ".manifest")
-	chunks, got := p.chunks, p.bodies
-	if chunks == nil {
-		// Not brought by the probe: the host cuts its manifest into chunks and sends a
-		// short hash of each (one process each for awk and sha256sum, whatever the number
-		// of chunks).
-		out, err := c.Output(ctx, `c=$(mktemp -d) && trap 'rm -rf "$c"' EXIT && awk -v d="$c" '`+chunkAWK+`' `+mf+` && cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@" | cut -c1-16; fi`)
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-		}
-		chunks = strings.Fields(string(out))
-	}
-	known := h.t.chunkIndex()
-	var missing []int
-	for i, c := range chunks {
-		if _, ok := known[c]; !ok {
-			if _, ok := got[i]; !ok {
-				missing = append(missing, i)
-			}
-		}
-	}
-	if len(missing) > 0 {
-		want := " "
-		for _, i := range missing {
-			want += strconv.Itoa(i) + " "
-		}
-		out, err := c.Output(ctx, fmt.Sprintf("awk -v want=%s 'index(want, \" \" (n+0) \" \") {print} "+chunkEnd+" {n++}' %s | gzip -c", sshconn.Quote(want), mf))
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-		}
-		text, err := gunzip(out)
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-		}
-		if got == nil {
-			got = map[int]string{}
-		}
-		for j, ch := range chunkText(text) {
-			if j < len(missing) {
-				got[missing[j]] = ch
-			}
-		}
-	}
-	var text strings.Builder
-	for i, c := range chunks {
-		if ch, ok := got[i]; ok {
-			text.WriteString(ch)
-		} else {
-			text.WriteString(known[c])
-		}
-	}
-	m, err := ParseManifest([]byte(text.String()))
-	if err != nil || m.sum() != p.liveSum {
-		// Not in canonical form (edited by hand?), or a chunk hash collided: deploy as if
-		// there were no base (everything is sent).
-		return nil, nil
-	}
-	h.t.remember(m)
-	return m, nil
+	return p, sc.Err()
 }
 
 func gunzip(b []byte) ([]byte, error) {
@@ -379,12 +304,12 @@ func (h *Host) Plan(ctx context.Context, r targets.Release) (targets.Change, err
 		ch.Summary = "already live"
 		return ch, nil
 	}
-	base, err := h.liveManifest(ctx, p)
+	rg, err := h.regions(ctx, p, m)
 	if err != nil {
 		return ch, err
 	}
-	d := diffManifests(base, m)
-	ch.Add, ch.Update, ch.Remove, ch.Bytes = d.added, d.updated, d.removedPaths(m), d.bytes
+	d := diffManifests(rg.base, rg.cur)
+	ch.Add, ch.Update, ch.Remove, ch.Bytes = d.added, d.updated, d.removedPaths(rg.cur), d.bytes
 	ch.Summary = fmt.Sprintf("%d to add, %d to change, %d to remove, %d bytes to send", len(ch.Add), len(ch.Update), len(ch.Remove), ch.Bytes)
 	return ch, nil
 }
@@ -417,23 +342,27 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if p.live == r.ID {
 		return fmt.Errorf("preparing %q on %s: it is the live release but has no metadata; refusing to overwrite it", r.ID, h.addr)
 	}
-	base, err := h.liveManifest(ctx, p)
+	rg, err := h.regions(ctx, p, m)
 	if err != nil {
 		return err
 	}
 	from := ""
-	if base != nil {
+	if rg.base != nil {
 		from = p.live
 	}
-	d := diffManifests(base, m)
+	d := diffManifests(rg.base, rg.cur)
 	prog := newUploadProgress(targets.ProgressOf(ctx), h.addr, d.send)
-	if err := h.stageAndPlace(ctx, r, m, base, from, d, prog); err != nil {
+	if err := h.stageAndPlace(ctx, r, m, rg, from, d, prog); err != nil {
 		prog.report(true, err)
 		return err
 	}
 	prog.report(true, nil)
-	h.t.remember(m) // the next deploy from this machine need not download it
-	h.t.setLiveHint(h, m.sum())
+	if m.complete() {
+		h.t.remember(m) // the next deploy from this machine need not download it
+		h.t.setLiveHint(h, m.sum())
+	} else {
+		h.t.setLiveHint(h, "") // the host's text is not known here whole
+	}
 	up := Upload{}
 	for _, e := range d.send {
 		up.Files = append(up.Files, e.Path)
@@ -445,7 +374,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 
 // stageAndPlace makes the release directory, uploads what d sends, verifies it on the host
 // and completes the release.
-func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Manifest, from string, d *diff, prog *uploadProgress) error {
+func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest, rg region, from string, d *diff, prog *uploadProgress) error {
 	var sc *sftp.Client
 	if len(d.send) > 0 {
 		c, err := h.client(ctx)
@@ -460,7 +389,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Ma
 		defer stop()
 	}
 	stage := func(ctx context.Context) error {
-		if _, err := h.script(ctx, h.stageScript(r.ID, from, base, m, d)); err != nil {
+		if _, err := h.script(ctx, h.stageScript(r.ID, from, m, rg, d)); err != nil {
 			return fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err)
 		}
 		return nil
@@ -718,8 +647,9 @@ const heredoc = "PUSHDEPLOY_EOF"
 
 // stageScript makes releases/<id> from the live release (hard links) or empty, removes what
 // is gone, creates new directories and symlinks, links the shared paths, and writes the new
-// manifest, checked against the local one's digest.
-func (h *Host) stageScript(id, from string, base, m *Manifest, d *diff) string {
+// manifest: the live one with rg's changes, checked against m (its text when m is complete,
+// else its digest).
+func (h *Host) stageScript(id, from string, m *Manifest, rg region, d *diff) string {
 	q := sshconn.Quote
 	var b strings.Builder
 	rel := "releases/" + id
@@ -760,39 +690,46 @@ func (h *Host) stageScript(id, from string, base, m *Manifest, d *diff) string {
 	for _, p := range h.t.o.sharedFiles {
 		link(p, false)
 	}
-	// The manifest: the live one minus what changed plus the new lines, sorted as Go sorts.
+	// The manifest: the live one minus what changed plus the new lines, sorted as Go sorts;
+	// lines whose content stays take new modification times.
 	fmt.Fprintf(&b, "cd ../..\n")
 	// The first line keeps awk's first input non-empty (NR==FNR would else match the second).
 	del, add := []string{"-"}, []string(nil)
-	if base != nil {
-		cur := map[string]bool{}
-		for _, l := range lines(m.Text()) {
-			cur[l] = true
-		}
-		old := map[string]bool{}
-		for _, l := range lines(base.Text()) {
-			old[l] = true
-			if !cur[l] {
-				k, _, _ := strings.Cut(l, " ")
-				del = append(del, k)
+	if rg.base != nil {
+		for i := range rg.base.Entries {
+			o := &rg.base.Entries[i]
+			switch e := rg.cur.Get(o.Path); {
+			case e == nil || e.contentLine() != o.contentLine():
+				del = append(del, escape(o.Path))
+			case e.mtimeField() != o.mtimeField():
+				del = append(del, escape(o.Path)+" "+e.mtimeField())
 			}
 		}
-		for _, l := range lines(m.Text()) {
-			if !old[l] {
-				add = append(add, l)
-			}
+	}
+	for i := range rg.cur.Entries {
+		e := &rg.cur.Entries[i]
+		if o := rg.base.Get(e.Path); o == nil || o.contentLine() != e.contentLine() {
+			add = append(add, e.line())
 		}
-	} else {
-		add = lines(m.Text())
+	}
+	for i := range rg.restat {
+		del = append(del, escape(rg.restat[i].Path)+" "+rg.restat[i].mtimeField())
 	}
 	baseFile := "/dev/null"
-	if base != nil {
+	if rg.base != nil {
 		baseFile = ".pushdeploy/releases/" + from + ".manifest"
 	}
 	mf := ".pushdeploy/releases/" + id + ".manifest"
-	fmt.Fprintf(&b, "{ awk 'NR==FNR{d[$1]=1;next} !($1 in d)' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
+	// A line "path" deletes the path's line, "path mtime" sets its modification time.
+	fmt.Fprintf(&b, "{ awk 'NR==FNR { if (NF > 1) t[$1] = $2; else d[$1] = 1; next } ($1 in d) { next } ($1 in t) { $6 = t[$1] } { print }' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
 		q(baseFile), heredoc, joinLines(del), heredoc, heredoc, joinLines(add), heredoc, mf)
-	fmt.Fprintf(&b, "[ \"$(sha256sum < %s.tmp | cut -c1-64)\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", mf, m.sum())
+	if m.complete() {
+		fmt.Fprintf(&b, "[ \"$(sha256sum < %s.tmp | cut -c1-64)\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", mf, m.sum())
+	} else {
+		fmt.Fprintf(&b, "c=$(mktemp -d)\nawk -v d=\"$c\" '%s' %s.tmp\n", rootAWK, mf)
+		fmt.Fprintf(&b, "r=$(cd \"$c\" && set -- * && if [ -e \"$1\" ]; then sha256sum -- \"$@\" | cut -c1-64; fi | sha256sum | cut -c1-64)\nrm -rf \"$c\"\n")
+		fmt.Fprintf(&b, "[ \"$r\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", m.root())
+	}
 	fmt.Fprintf(&b, "mv -f %s.tmp %s\n", mf, mf)
 	return b.String()
 }

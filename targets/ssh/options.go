@@ -34,6 +34,7 @@ type options struct {
 	parallel    int
 	cacheDir    string
 	noCache     bool
+	checksum    bool
 }
 
 // User is the SSH login of hosts that name none. Default: "root".
@@ -200,6 +201,14 @@ func ManifestCache(dir string) Option {
 		o.cacheDir, o.noCache = dir, dir == ""
 		return nil
 	}
+}
+
+// Checksum hashes every artifact file on every deploy, as rsync --checksum compares
+// contents: no file is trusted by its size and modification time matching the live
+// release's (which would miss a file changed in place with its size kept and its time set
+// back). Default: off (trusted, as rsync's default check).
+func Checksum() Option {
+	return func(o *options) error { o.checksum = true; return nil }
 }
 
 func makeOptions(app string, opts []Option) (*options, error) {

@@ -249,28 +249,30 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	if t.o.cacheDir != "" {
 		cache = loadHashCache(t.o.cacheDir, abs)
 	}
-	m, err := buildManifest(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
+	w, err := walkTree(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
+	if err != nil {
+		return nil, err
+	}
+	// Files this machine has not hashed before: the first host's live release says which
+	// of them can be trusted by size and modification time (trust.go). When it cannot be
+	// asked, everything is hashed; the host's error is met again where it is used.
+	var live []liveChunk
+	if w.unhashed > 0 && !t.o.checksum {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*t.o.timeout)
+		live, _ = t.hosts[0].liveChunks(ctx)
+		cancel()
+	}
+	m, err := w.manifest(live)
 	if err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
 	t.built[abs] = m
-	t.manifests[m.sum()] = m
+	if m.complete() {
+		t.manifests[m.sum()] = m
+	}
 	t.mu.Unlock()
 	return m, nil
-}
-
-// chunkIndex maps the short hash of every chunk of every manifest known here to its text.
-func (t *Target) chunkIndex() map[string]string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	idx := map[string]string{}
-	for _, m := range t.manifests {
-		for _, c := range chunkText(m.Text()) {
-			idx[chunkSum(c)] = c
-		}
-	}
-	return idx
 }
 
 // cached returns the manifest whose text has SHA-256 sum, from memory or the disk cache.
