@@ -223,9 +223,18 @@ esac
 [ -n %[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] && [ -d releases/%[2]s ] && { printf 'have '; cat .pushdeploy/releases/%[2]s.json; echo; }
 exit 0
 `, q(h.path), q(id), q(want), q(hint), chunkScript)
+	if want != "" {
+		// Chunks' lines (their hashes) come gzipped; a probe without them forks no gzip.
+		s = "{\n" + s + "} | gzip -c\n"
+	}
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return nil, err
+	}
+	if want != "" {
+		if out, err = gunzip(out); err != nil {
+			return nil, fmt.Errorf("reading the state of %s: %w", h.addr, err)
+		}
 	}
 	return h.parseProbe(out, want)
 }
@@ -327,7 +336,9 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if err != nil {
 		return err
 	}
+	tr("prepare")
 	p, err := h.probe(ctx, r.ID, m)
+	tr("probed")
 	if err != nil {
 		return fmt.Errorf("preparing %q on %s: %w", r.ID, h.addr, err)
 	}
@@ -351,12 +362,14 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		from = p.live
 	}
 	d := diffManifests(rg.base, rg.cur)
+	tr("regions")
 	prog := newUploadProgress(targets.ProgressOf(ctx), h.addr, d.send)
 	if err := h.stageAndPlace(ctx, r, m, rg, from, d, prog); err != nil {
 		prog.report(true, err)
 		return err
 	}
 	prog.report(true, nil)
+	tr("finalized")
 	if m.complete() {
 		h.t.remember(m) // the next deploy from this machine need not download it
 		h.t.setLiveHint(h, m.sum())
@@ -424,10 +437,13 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	}
 	var err error
 	if direct {
+		tr("sftp ready")
 		if err = stage(ctx); err != nil {
 			return h.explainWrite(ctx, err)
 		}
+		tr("staged")
 		err = h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true)
+		tr("uploaded")
 	} else {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
@@ -435,6 +451,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		err = g.Wait()
 	}
 	verr := verifying.Wait()
+	tr("verified")
 	if err != nil {
 		return h.explainWrite(ctx, err)
 	}

@@ -387,8 +387,17 @@ type walked struct {
 	entries []Entry
 	cache   *hashCache
 	infos   map[string]hashEntry // regular files' stat, for the hash cache
-	// unhashed is the size of the regular files whose sums the cache did not have.
-	unhashed int64
+	// unhashed is the size and number of the regular files whose sums the cache did not
+	// have.
+	unhashed      int64
+	unhashedFiles int
+}
+
+// worthTrust says whether hashing what the cache lacks costs more than asking a host which
+// files can be trusted (a round trip): from 4 MiB or 256 files (reading one costs an open
+// and a close besides its bytes).
+func (w *walked) worthTrust() bool {
+	return w.unhashed >= 4<<20 || w.unhashedFiles >= 256
 }
 
 // walkTree reads dir's entries and their stat, with the sums cache has; it refuses what
@@ -444,6 +453,7 @@ func walkTree(dir string, cache *hashCache, skip ...string) (*walked, error) {
 				e.SHA256 = sum
 			} else {
 				w.unhashed += e.Size
+				w.unhashedFiles++
 			}
 			if st, ok := statEntry(info); ok {
 				w.infos[rel] = st
@@ -492,6 +502,31 @@ func (w *walked) hashMissing(lo, hi int) error {
 		w.entries[i].SHA256 = sums[j]
 	}
 	return nil
+}
+
+// hashUntil hashes the files that have no sum, in order, on every CPU, until stop is
+// closed: the hashing a trust answer may spare starts while the answer is awaited (when
+// nothing can be trusted, as on a first deploy, none of it is lost).
+func (w *walked) hashUntil(stop <-chan struct{}) error {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range w.entries {
+		e := &w.entries[i]
+		if e.Kind != 'f' || e.SHA256 != "" {
+			continue
+		}
+		select {
+		case <-stop:
+			return g.Wait()
+		default:
+		}
+		g.Go(func() error {
+			sum, err := hashFile(filepath.Join(w.dir, filepath.FromSlash(e.Path)))
+			e.SHA256 = sum
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // liveChunk is what a host tells of one chunk of its live manifest: the sum of its content

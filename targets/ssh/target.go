@@ -183,6 +183,7 @@ func (t *Target) Close() error {
 // deploy then needs are ready when the digest is, and a dial that fails is retried, and
 // reported, where the connection is used.
 func (t *Target) ArtifactDigest(dir string) (string, error) {
+	tr("start")
 	t.prewarm.Do(func() { t.dialling.Go(func() { t.Connect(context.Background()) }) })
 	m, err := t.build(dir)
 	if err != nil {
@@ -249,6 +250,7 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	if t.o.cacheDir != "" {
 		cache = loadHashCache(t.o.cacheDir, abs)
 	}
+	tr("build")
 	w, err := walkTree(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
 	if err != nil {
 		return nil, err
@@ -257,15 +259,27 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	// of them can be trusted by size and modification time (trust.go). When it cannot be
 	// asked, everything is hashed; the host's error is met again where it is used.
 	var live []liveChunk
-	if w.unhashed > 0 && !t.o.checksum {
+	if w.worthTrust() && !t.o.checksum {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*t.o.timeout)
-		live, _ = t.hosts[0].liveChunks(ctx)
+		answered := make(chan struct{})
+		go func() {
+			defer close(answered)
+			live, _ = t.hosts[0].liveChunks(ctx)
+		}()
+		err := w.hashUntil(answered)
+		tr("hashUntil done")
+		<-answered
+		tr("trust answered %d", len(live))
 		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("reading artifacts in %s: %w", abs, err)
+		}
 	}
 	m, err := w.manifest(live)
 	if err != nil {
 		return nil, err
 	}
+	tr("manifest done")
 	t.mu.Lock()
 	t.built[abs] = m
 	if m.complete() {
