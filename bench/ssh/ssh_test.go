@@ -201,9 +201,6 @@ func (be *bench) deployOne(b *testing.B, app string, host int, id, dir string) {
 	if err := h.Activate(ctx, id); err != nil {
 		b.Fatal(err)
 	}
-	if os.Getenv("PD_TRACE") != "" {
-		fmt.Fprintln(os.Stderr, "TRACE activated")
-	}
 }
 
 func (be *bench) rollout(b *testing.B, app, id, dir string, idx []int) {

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -336,9 +335,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if err != nil {
 		return err
 	}
-	tr("prepare")
 	p, err := h.probe(ctx, r.ID, m)
-	tr("probed")
 	if err != nil {
 		return fmt.Errorf("preparing %q on %s: %w", r.ID, h.addr, err)
 	}
@@ -362,14 +359,12 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 		from = p.live
 	}
 	d := diffManifests(rg.base, rg.cur)
-	tr("regions")
 	prog := newUploadProgress(targets.ProgressOf(ctx), h.addr, d.send)
 	if err := h.stageAndPlace(ctx, r, m, rg, from, d, prog); err != nil {
 		prog.report(true, err)
 		return err
 	}
 	prog.report(true, nil)
-	tr("finalized")
 	if m.complete() {
 		h.t.remember(m) // the next deploy from this machine need not download it
 		h.t.setLiveHint(h, m.sum())
@@ -408,61 +403,70 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		return nil
 	}
 	// A release made from nothing shares no file with the live one: the files go straight
-	// to their paths in it (after the tree is made), verified there, with no renames. Else
-	// staging the release tree and uploading to the staging directory overlap.
+	// to their paths in it (after the tree is made; its manifest is written meanwhile),
+	// verified there, with no renames. Else staging the release tree and uploading to the
+	// staging directory overlap.
 	direct := from == "" && plainNames(d.send)
-	// A large upload is verified in runs while the rest goes out: the host's hashing
-	// overlaps the transfer instead of following it.
-	groups := verifyGroups(d.send)
-	groupOf := make([]int, len(d.send))
-	left := make([]atomic.Int64, len(groups))
-	for gi, g := range groups {
-		left[gi].Store(int64(g[1] - g[0]))
-		for i := g[0]; i < g[1]; i++ {
-			groupOf[i] = gi
+	// A large upload is verified as it lands: the host's hashing overlaps the transfer
+	// instead of following it.
+	var v *streamVerifier
+	if streamed(d.send) {
+		dir := h.staging(r.ID)
+		if direct {
+			dir = h.path + "/releases/" + r.ID
 		}
+		v = h.newStreamVerifier(ctx, dir, len(d.send))
 	}
-	var verifying errgroup.Group
 	sent := func(i int) {
 		prog.fileSent()
-		if groups != nil && left[groupOf[i]].Add(-1) == 0 {
-			g := groups[groupOf[i]]
-			verifying.Go(func() error {
-				if _, err := h.script(ctx, h.verifyFiles(r.ID, d.send[g[0]:g[1]], g[0], direct)); err != nil {
-					return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
-				}
-				return nil
-			})
+		if v != nil {
+			name := strconv.Itoa(i)
+			if direct {
+				name = d.send[i].Path
+			}
+			v.add(d.send[i].SHA256, name)
 		}
 	}
 	var err error
 	if direct {
-		tr("sftp ready")
-		if err = stage(ctx); err != nil {
-			return h.explainWrite(ctx, err)
+		if _, err = h.script(ctx, h.treeScript(r.ID, from, d)); err != nil {
+			return h.explainWrite(ctx, fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err))
 		}
-		tr("staged")
-		err = h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true)
-		tr("uploaded")
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			if _, err := h.script(gctx, h.manifestScript(r.ID, from, m, rg)); err != nil {
+				return fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err)
+			}
+			return nil
+		})
+		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true) })
+		err = g.Wait()
 	} else {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
 		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
 		err = g.Wait()
 	}
-	verr := verifying.Wait()
-	tr("verified")
+	var verr error
+	if v != nil {
+		if verr = v.wait(); verr != nil {
+			verr = fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(verr, d.send))
+		}
+	}
 	if err != nil {
 		return h.explainWrite(ctx, err)
 	}
 	if verr != nil {
 		return verr
 	}
-	verified := groups != nil
+	verified := v != nil
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
 	finalize := h.finalizeScript(r.ID, d, meta)
+	if verified {
+		finalize = h.modesScript(r.ID, d.send) + finalize // after the renames
+	}
 	switch n := len(d.send); {
 	case n > 0 && direct:
 		s := finalize
@@ -667,6 +671,11 @@ const heredoc = "PUSHDEPLOY_EOF"
 // manifest: the live one with rg's changes, checked against m (its text when m is complete,
 // else its digest).
 func (h *Host) stageScript(id, from string, m *Manifest, rg region, d *diff) string {
+	return h.treeScript(id, from, d) + h.manifestScript(id, from, m, rg)
+}
+
+// treeScript is stageScript's release tree.
+func (h *Host) treeScript(id, from string, d *diff) string {
 	q := sshconn.Quote
 	var b strings.Builder
 	rel := "releases/" + id
@@ -707,9 +716,15 @@ func (h *Host) stageScript(id, from string, m *Manifest, rg region, d *diff) str
 	for _, p := range h.t.o.sharedFiles {
 		link(p, false)
 	}
-	// The manifest: the live one minus what changed plus the new lines, sorted as Go sorts;
-	// lines whose content stays take new modification times.
-	fmt.Fprintf(&b, "cd ../..\n")
+	return b.String()
+}
+
+// manifestScript is stageScript's manifest: the live one minus what changed plus the new
+// lines, sorted as Go sorts; lines whose content stays take new modification times.
+func (h *Host) manifestScript(id, from string, m *Manifest, rg region) string {
+	q := sshconn.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "set -e\ncd %s\n", q(h.path))
 	// The first line keeps awk's first input non-empty (NR==FNR would else match the second).
 	del, add := []string{"-"}, []string(nil)
 	if rg.base != nil {
@@ -846,36 +861,17 @@ func plainNames(files []*Entry) bool {
 	return true
 }
 
-// overlapMin is the size of upload from which its files are verified in runs while the
-// rest is sent, and the least size of a run.
+// overlapMin is the size of upload from which its files are verified as they land.
 const overlapMin = 4 << 20
 
-// verifyGroups splits the files to send into runs [from, to) of about equal size, at most
-// 8, each verified once all its files are written; nil for a small upload (verified after
-// it, in the script that completes the release: one round trip less).
-func verifyGroups(send []*Entry) [][2]int {
+// streamed says whether an upload is verified as it lands (streamVerifier); a small one is
+// verified after it, in the script that completes the release: one session less.
+func streamed(send []*Entry) bool {
 	var total int64
 	for _, e := range send {
 		total += e.Size
 	}
-	if len(send) <= shellMoves || total < overlapMin {
-		return nil
-	}
-	n := int(min(8, max(2, total/overlapMin)))
-	per := total / int64(n)
-	var groups [][2]int
-	lo, acc := 0, int64(0)
-	for i, e := range send {
-		acc += e.Size
-		if acc >= per && len(groups) < n-1 {
-			groups = append(groups, [2]int{lo, i + 1})
-			lo, acc = i+1, 0
-		}
-	}
-	if lo < len(send) {
-		groups = append(groups, [2]int{lo, len(send)})
-	}
-	return groups
+	return len(send) > shellMoves && total >= overlapMin
 }
 
 func sortedModes(m map[uint32][]string) []uint32 {

@@ -506,8 +506,9 @@ func (w *walked) hashMissing(lo, hi int) error {
 
 // hashUntil hashes the files that have no sum, in order, on every CPU, until stop is
 // closed: the hashing a trust answer may spare starts while the answer is awaited (when
-// nothing can be trusted, as on a first deploy, none of it is lost).
-func (w *walked) hashUntil(stop <-chan struct{}) error {
+// nothing can be trusted, as on a first deploy, none of it is lost). all: every file was
+// hashed.
+func (w *walked) hashUntil(stop <-chan struct{}) (all bool, err error) {
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i := range w.entries {
@@ -517,7 +518,7 @@ func (w *walked) hashUntil(stop <-chan struct{}) error {
 		}
 		select {
 		case <-stop:
-			return g.Wait()
+			return false, g.Wait()
 		default:
 		}
 		g.Go(func() error {
@@ -526,7 +527,7 @@ func (w *walked) hashUntil(stop <-chan struct{}) error {
 			return err
 		})
 	}
-	return g.Wait()
+	return true, g.Wait()
 }
 
 // liveChunk is what a host tells of one chunk of its live manifest: the sum of its content

@@ -183,7 +183,6 @@ func (t *Target) Close() error {
 // deploy then needs are ready when the digest is, and a dial that fails is retried, and
 // reported, where the connection is used.
 func (t *Target) ArtifactDigest(dir string) (string, error) {
-	tr("start")
 	t.prewarm.Do(func() { t.dialling.Go(func() { t.Connect(context.Background()) }) })
 	m, err := t.build(dir)
 	if err != nil {
@@ -250,7 +249,6 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	if t.o.cacheDir != "" {
 		cache = loadHashCache(t.o.cacheDir, abs)
 	}
-	tr("build")
 	w, err := walkTree(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
 	if err != nil {
 		return nil, err
@@ -262,24 +260,26 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	if w.worthTrust() && !t.o.checksum {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*t.o.timeout)
 		answered := make(chan struct{})
+		var got []liveChunk
 		go func() {
 			defer close(answered)
-			live, _ = t.hosts[0].liveChunks(ctx)
+			got, _ = t.hosts[0].liveChunks(ctx)
 		}()
-		err := w.hashUntil(answered)
-		tr("hashUntil done")
-		<-answered
-		tr("trust answered %d", len(live))
-		cancel()
+		all, err := w.hashUntil(answered)
 		if err != nil {
+			cancel()
 			return nil, fmt.Errorf("reading artifacts in %s: %w", abs, err)
 		}
+		if !all { // else hashed before the host answered: nothing left to trust
+			<-answered
+			live = got
+		}
+		cancel()
 	}
 	m, err := w.manifest(live)
 	if err != nil {
 		return nil, err
 	}
-	tr("manifest done")
 	t.mu.Lock()
 	t.built[abs] = m
 	if m.complete() {
