@@ -35,6 +35,9 @@ type options struct {
 	cacheDir    string
 	noCache     bool
 	checksum    bool
+	// awaitTrust: the first host's answer is used even when every file was hashed before
+	// it came (tests of the size-and-mtime trade-off; see export_test.go). Default: off.
+	awaitTrust bool
 }
 
 // User is the SSH login of hosts that name none. Default: "root".
@@ -260,3 +263,7 @@ func (o *options) conn(user string) []sshconn.Option {
 	}
 	return c
 }
+
+// HashesEverything says whether the target hashes every artifact file on every deploy
+// (Checksum).
+func (t *Target) HashesEverything() bool { return t.o.checksum }

@@ -270,7 +270,8 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 			cancel()
 			return nil, fmt.Errorf("reading artifacts in %s: %w", abs, err)
 		}
-		if !all { // else hashed before the host answered: nothing left to trust
+		// Hashed before the host answered: the exact sums are used, nothing is trusted.
+		if !all || t.o.awaitTrust {
 			<-answered
 			live = got
 		}

@@ -95,7 +95,7 @@ func TestFreshMachineTrustsSizeAndMtime(t *testing.T) {
 	rewrite(t, dir, "d1/f001", files["d1/f001"], touched) // same content, new time
 	files["d2/f002"] = "changed 002"                      // same size, new content and time
 	rewrite(t, dir, "d2/f002", files["d2/f002"], touched)
-	fresh := newTarget(t, hosts)
+	fresh := newTarget(t, hosts, ssh.AwaitTrust())
 	r2 := release(t, fresh, "r2", dir)
 	deploy(t, fresh, r2)
 	if got := sent(fresh, 0); !reflect.DeepEqual(got, []string{"d2/f002"}) {
@@ -139,7 +139,7 @@ func TestSameSizeAndMtimeIsTrustedUnlessChecksum(t *testing.T) {
 	fp := filepath.Join(dir, "d3/f003")
 	st, _ := os.Stat(fp)
 	rewrite(t, dir, "d3/f003", "CONTENT 003", st.ModTime()) // same size, same time
-	fresh := newTarget(t, hosts)
+	fresh := newTarget(t, hosts, ssh.AwaitTrust())
 	deploy(t, fresh, release(t, fresh, "r2", dir))
 	if got := sent(fresh, 0); len(got) != 0 {
 		t.Fatalf("trusting size and mtime sent %v; want nothing (the rsync-like trade-off)", got)
@@ -171,7 +171,7 @@ func TestTrustFromTheFirstHostWithAnotherLiveOnTheSecond(t *testing.T) {
 
 	rewrite(t, dir, "d4/f004", "changed 004", time.Now().Add(-10*time.Minute))
 	files["d4/f004"] = "changed 004"
-	both := newTarget(t, hosts)
+	both := newTarget(t, hosts, ssh.AwaitTrust())
 	deploy(t, both, release(t, both, "r2", dir))
 	assertCurrent(t, hosts[0], files)
 	assertCurrent(t, hosts[1], files)
@@ -192,7 +192,7 @@ func TestTrustFromTheFirstHostWithAnotherLiveOnTheSecond(t *testing.T) {
 	}
 	st, _ := os.Stat(filepath.Join(dir, "d0/f000"))
 	rewrite(t, dir, "d0/f000", "CONTENT 000", st.ModTime())
-	again := newTarget(t, hosts)
+	again := newTarget(t, hosts, ssh.AwaitTrust())
 	r3 := release(t, again, "r3", dir)
 	if err := again.Hosts()[1].Prepare(context.Background(), r3); err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), "other content") {
 		t.Fatalf("prepare on a host that shows the trusted file differs = %v; want an error naming checksum", err)
