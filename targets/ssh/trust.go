@@ -26,7 +26,9 @@ import (
 // rsync's trade-off without --checksum. Everything that is sent is hashed here and verified
 // on the host, and files modified less than racyWindow before the deploy read them are
 // neither trusted nor recorded. Checksum (ssh.checksum: true, --checksum) turns trust off:
-// every file is hashed, as rsync --checksum reads every file.
+// every file is hashed, as rsync --checksum reads every file. Files are hashed while the
+// host's answer is awaited; when all are hashed before it comes, their exact sums are used
+// and nothing is trusted.
 
 // chunkScript prints, for the manifest file $mf, "chunk <short sum>" for each chunk of its
 // content lines, each followed, when its short sum is not in $w (" a b "), by its lines and
