@@ -71,6 +71,9 @@ environments:
 		if err := cmd.Run(); err != nil {
 			b.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(errb.String()))
 		}
+		if f := os.Getenv("PUSHDEPLOY_BENCH_TRACE"); f != "" {
+			_ = os.WriteFile(fmt.Sprintf("%s.%d", f, time.Now().UnixNano()), errb.Bytes(), 0o644)
+		}
 		return time.Since(start), out.String()
 	}
 	took := func(rec string) time.Duration {
