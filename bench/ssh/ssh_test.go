@@ -8,7 +8,8 @@
 //     single-host deploys, and one host alone;
 //   - redeploying the live release to 5 hosts (a no-op).
 //
-// pushdeploy's wall time includes building the local manifest (hashing the 50 MB), a new
+// pushdeploy's wall time includes building the local manifest (hashing the 50 MB, or, on a
+// machine that never hashed them, asking the host which files to trust), a new
 // SSH connection per deploy (as rsync's ssh makes one), the restart-free switch and, for
 // the single-host cases, Prepare and Activate; the fan-out cases go through
 // pipeline.Rollout (lock, status, journal). rsync only copies: it switches nothing.
