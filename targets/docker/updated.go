@@ -1,19 +1,14 @@
 package docker
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/pushdeploy/pushdeploy/targets"
 )
@@ -96,31 +91,12 @@ func (h *Host) runOnce(ctx context.Context, cli *client.Client, name string, cfg
 		code = w.StatusCode
 	case err := <-errC:
 		if cctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("timed out after %s and was killed; last output:\n%s", h.t.o.updatedWait, h.output(ctx, cli, name))
+			return fmt.Errorf("timed out after %s and was killed; last output:\n%s", h.t.o.updatedWait, h.logTail(context.WithoutCancel(ctx), cli, name))
 		}
 		return fmt.Errorf("waiting for container %q: %w", name, err)
 	}
 	if code != 0 {
-		return fmt.Errorf("exit status %d; last output:\n%s", code, h.output(ctx, cli, name))
+		return fmt.Errorf("exit status %d; last output:\n%s", code, h.logTail(context.WithoutCancel(ctx), cli, name))
 	}
 	return nil
-}
-
-// output is a finished one-off container's last output, stdout and stderr together.
-func (h *Host) output(ctx context.Context, cli *client.Client, name string) string {
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	rc, err := cli.ContainerLogs(c, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "40"})
-	if err != nil {
-		return fmt.Sprintf("(reading its output: %v)", err)
-	}
-	defer rc.Close()
-	var b bytes.Buffer
-	if _, err := stdcopy.StdCopy(&b, &b, io.LimitReader(rc, 64<<10)); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Sprintf("%s(reading its output: %v)", b.String(), err)
-	}
-	if s := strings.TrimRight(b.String(), "\n"); s != "" {
-		return s
-	}
-	return "(none)"
 }
