@@ -29,7 +29,7 @@ func connect(t *testing.T, opts ...contract.Option) *contract.Engine {
 const testRevision = "0123456789abcdef0123456789abcdef01234567"
 
 func module() *Pushdeploy {
-	return New(dag.Directory(), testRevision, "https://example.com/app.git", "v1.2.3", "main", "", "", "", "", "", "2026-11-27T08:00:00Z", nil, nil, nil, nil, nil)
+	return New(dag.Directory(), testRevision, "https://example.com/app.git", "v1.2.3", "main", "", "", "", "", "", "2026-11-27T08:00:00Z", nil, nil, nil, nil, nil, false)
 }
 
 func mustContain(t *testing.T, transcript string, wants ...string) {

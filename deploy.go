@@ -9,12 +9,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pushdeploy/pushdeploy/internal/dagger"
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/pipeline/assemble"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/targets/ssh"
 )
 
 // Deploy the application to one environment: gates, build, publish, lock, health, rollback.
@@ -351,7 +353,11 @@ func (m *Pushdeploy) environments(ctx context.Context, file *dagger.File, env st
 		return []byte(s), err
 	}
 	sec.Preload(f)
-	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(targetExtra), RunHook: m.runHook}, nil
+	extra := targetExtra
+	if m.Checksum {
+		extra.Server = append(slices.Clone(extra.Server), ssh.Checksum())
+	}
+	return &pipeline.Environments{File: f, Secrets: sec, Targets: assemble.Maker(extra), RunHook: m.runHook}, nil
 }
 
 // environmentsFile parses the file given, else the source's pushdeploy.yaml when it has

@@ -59,7 +59,7 @@ environments:
 	}
 	deploy := func(rev string) (string, error) {
 		m := New(dag.Directory(), rev, "", "", "main", "", "", "", "", "", "2026-11-27T08:00:00Z",
-			dag.Secret("env://SSH_KEY"), dag.Directory().WithNewFile("known_hosts", string(testbench.KnownHostsOf(hosts))).File("known_hosts"), nil, nil, nil)
+			dag.Secret("env://SSH_KEY"), dag.Directory().WithNewFile("known_hosts", string(testbench.KnownHostsOf(hosts))).File("known_hosts"), nil, nil, nil, false)
 		cfg := dag.Directory().WithNewFile("pushdeploy.yaml", file("./integration.sh "+version)).File("pushdeploy.yaml")
 		return m.Deploy(context.Background(), "staging", cfg, "", "", nil, false, false, "ci", "run-7", "text")
 	}

@@ -55,6 +55,9 @@ type Pushdeploy struct {
 	// Further secrets the environments file names, each known by its name.
 	// +private
 	Secrets []*dagger.Secret
+	// Checksum makes ssh targets hash every artifact file (--checksum).
+	// +private
+	Checksum bool
 	// The environment described with arguments (with-environment), as JSON of
 	// config.Settings; "" when the file alone describes it.
 	// +private
@@ -117,6 +120,10 @@ func New(
 	// container environment), each known by its secret name.
 	// +optional
 	secrets []*dagger.Secret,
+	// ssh targets: hash every artifact file, trusting none by size and modification time
+	// (as rsync --checksum).
+	// +optional
+	checksum bool,
 ) *Pushdeploy {
 	if version == "" {
 		version = or(tag, revision)
@@ -127,7 +134,7 @@ func New(
 		GoRuntime: or(goRuntime, pipeline.DefaultGoRuntime), NodeRuntime: or(nodeRuntime, pipeline.DefaultNodeRuntime),
 		Created: created,
 		SSHKey:  sshKey, KnownHosts: knownHosts, Kubeconfig: kubeconfig, RegistryPassword: registryPassword,
-		Secrets: secrets,
+		Secrets: secrets, Checksum: checksum,
 	}
 }
 

@@ -95,7 +95,7 @@ func TestModuleDeploysFilesOverSSH(t *testing.T) {
 			return os.WriteFile(filepath.Join(path, "app"), []byte("#!/bin/sh\necho v1\n"), 0o755)
 		}))
 	m := New(dag.Directory(), testRevision, "", "", "main", "", "", "", "", "", "2026-11-27T08:00:00Z",
-		dag.Secret("env://SSH_KEY"), dag.Directory().WithNewFile("known_hosts", string(h.KnownHosts)).File("known_hosts"), nil, nil, nil)
+		dag.Secret("env://SSH_KEY"), dag.Directory().WithNewFile("known_hosts", string(h.KnownHosts)).File("known_hosts"), nil, nil, nil, false)
 	cfg := dag.Directory().WithNewFile("pushdeploy.yaml", fmt.Sprintf(`app: app
 environments:
   staging:
