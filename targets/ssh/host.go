@@ -115,28 +115,23 @@ func (h *Host) closeConn() {
 	}
 }
 
-// inlineScript is the size up to which a script is the command line itself; larger ones
-// (with manifest lines) go gzipped on stdin. Every process forked on a host counts when
-// one machine plays many hosts, and a small script forks no gzip and no second shell.
+// inlineScript is the size up to which a script is sent as it is; larger ones (with
+// manifest lines) go gzipped, as the command's input.
 const inlineScript = 8 << 10
 
-// script runs a shell script on the host and returns its stdout.
+// script runs a shell script on the host, in one of its long-lived shells (runner.go), and
+// returns its stdout.
 func (h *Host) script(ctx context.Context, s string) ([]byte, error) {
-	c, err := h.client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(s) <= inlineScript {
-		var out bytes.Buffer
-		err = c.RunCmd(ctx, sshconn.Cmd{Line: s, Stdout: &out})
-		return out.Bytes(), err
-	}
-	var in bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&in, gzip.BestSpeed)
-	zw.Write([]byte(s))
-	zw.Close()
 	var out bytes.Buffer
-	err = c.RunCmd(ctx, sshconn.Cmd{Line: "gzip -dc | sh", Stdin: &in, Stdout: &out})
+	cmd := sshconn.Cmd{Line: s, Stdout: &out}
+	if len(s) > inlineScript {
+		var in bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&in, gzip.BestSpeed)
+		zw.Write([]byte(s))
+		zw.Close()
+		cmd = sshconn.Cmd{Line: "gzip -dc | sh", Stdin: &in, Stdout: &out}
+	}
+	err := h.inShell(ctx, cmd)
 	return out.Bytes(), err
 }
 
@@ -997,7 +992,11 @@ echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activate
 		ctx, cancel = context.WithTimeout(ctx, h.t.o.restartWait)
 		defer cancel()
 	}
-	out, err := h.script(ctx, s)
+	run := h.script
+	if h.t.o.restart != "" {
+		run = h.inSession // the user's command: see runner.go
+	}
+	out, err := run(ctx, s)
 	if err != nil {
 		if bytes.Contains(out, []byte(switchedMarker)) {
 			if ctx.Err() != nil {

@@ -112,7 +112,7 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 	// The lock lives on the primary (first) host, as Kamal's does; the history on every one,
 	// and history reads merge every host's.
 	for _, h := range t.hosts {
-		f, err := hoststate.New(h.client, h.meta(), name+" on "+h.addr)
+		f, err := hoststate.NewWithRunner(h.runner, h.meta(), name+" on "+h.addr)
 		if err != nil {
 			return nil, err
 		}
