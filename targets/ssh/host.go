@@ -122,6 +122,7 @@ const inlineScript = 8 << 10
 // script runs a shell script on the host, in one of its long-lived shells (runner.go), and
 // returns its stdout.
 func (h *Host) script(ctx context.Context, s string) ([]byte, error) {
+	h.t.forget(h) // known.go
 	var out bytes.Buffer
 	cmd := sshconn.Cmd{Line: s, Stdout: &out}
 	if len(s) > inlineScript {
@@ -961,7 +962,7 @@ mv -fT "$t" current
 echo %[3]s
 n=$(( $(cat .pushdeploy/activations 2>/dev/null || echo 0) + 1 ))
 echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activated
-`, q(h.path), id, switchedMarker)
+`, q(h.path), id, switchedMarker) + h.statusAfter()
 	if h.t.o.restart != "" {
 		// The restart gets the release's PUSHDEPLOY_* variables, read from the metadata
 		// the release was prepared with.
@@ -1006,6 +1007,7 @@ echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activate
 		}
 		return fmt.Errorf("switching %s to release %q: %w", h.addr, id, err)
 	}
+	h.learnStatus(out) // known.go
 	return nil
 }
 
@@ -1069,29 +1071,39 @@ cd %[1]s 2>/dev/null || exit 0
 rm -f .pushdeploy/releases/%[2]s.json
 rm -rf releases/%[2]s .pushdeploy/staging/%[2]s
 rm -f .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
-`, sshconn.Quote(h.path), id)
-	if _, err := h.script(ctx, s); err != nil {
+`, sshconn.Quote(h.path), id) + h.statusAfter()
+	out, err := h.script(ctx, s)
+	if err != nil {
 		return fmt.Errorf("discarding release %q on %s: %w", id, h.addr, err)
 	}
+	h.learnStatus(out) // known.go
 	return nil
 }
 
 // Status reports the live release and the kept ones, oldest first. Release directories
 // without metadata (an interrupted upload) are not kept releases; Detail names them.
 func (h *Host) Status(ctx context.Context) (targets.Status, error) {
-	st := targets.Status{Host: h.addr}
-	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
-echo "live $(readlink current 2>/dev/null)"
+	if st, ok := h.t.knownStatus(h); ok {
+		return st, nil
+	}
+	out, err := h.script(ctx, fmt.Sprintf("cd %s 2>/dev/null || exit 0\n%sexit 0\n", sshconn.Quote(h.path), statusLines))
+	if err != nil {
+		return targets.Status{Host: h.addr}, fmt.Errorf("reading the status of %s: %w", h.addr, err)
+	}
+	return h.parseStatus(out)
+}
+
+// statusLines print what Status reads, in the application's directory.
+const statusLines = `echo "live $(readlink current 2>/dev/null)"
 for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
 cat .pushdeploy/releases/*.json 2>/dev/null
 set -- .pushdeploy/releases/*.activated
 [ -f "$1" ] && awk 'FNR == 1 { f = FILENAME; sub(/.*\//, "", f); sub(/\.activated$/, "", f); print "activated", f, $0 }' "$@"
-exit 0
-`, sshconn.Quote(h.path))
-	out, err := h.script(ctx, s)
-	if err != nil {
-		return st, fmt.Errorf("reading the status of %s: %w", h.addr, err)
-	}
+`
+
+// parseStatus reads what statusLines printed.
+func (h *Host) parseStatus(out []byte) (targets.Status, error) {
+	st := targets.Status{Host: h.addr}
 	var live string
 	dirs := map[string]bool{}
 	activated := map[string]int64{}
@@ -1159,6 +1171,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // Run runs cmd on the host in path/current (path when nothing is live), with env added to
 // its environment, and returns its output, stdout and stderr together.
 func (h *Host) Run(ctx context.Context, cmd string, env map[string]string) ([]byte, error) {
+	h.t.forget(h) // it may change anything (known.go)
 	q := sshconn.Quote
 	var b strings.Builder
 	fmt.Fprintf(&b, "{ cd %s 2>/dev/null || cd %s 2>/dev/null || true; }; ", q(h.path+"/current"), q(h.path))

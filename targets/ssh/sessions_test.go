@@ -120,3 +120,59 @@ func TestScriptsAfterCancelAndDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStatusKnownOnlyUnderTheLock: while the target holds the deploy lock, the status its
+// switch printed is the host's status (nobody else writes under the lock), so Status does
+// not read again: a change made behind the lock's back is not seen until the lock is
+// released; without the lock every Status reads the host.
+func TestStatusKnownOnlyUnderTheLock(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	tg := newTarget(t, hosts, ssh.Restart(""))
+	ctx := context.Background()
+	h := tg.Hosts()[0]
+	for _, id := range []string{"r1", "r2"} {
+		r := release(t, tg, id, writeTree(t, tree{"index.html": id}))
+		if err := h.Prepare(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Behind the target's back, r1 loses its metadata: it is no longer a kept release.
+	behind := func() { os.Rename(filepath.Join(appDir(hosts[0]), ".pushdeploy", "releases", "r1.json"), filepath.Join(appDir(hosts[0]), "r1.json")) }
+	kept := func() []string {
+		t.Helper()
+		st, err := h.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, k := range st.Kept {
+			ids = append(ids, k.ID)
+		}
+		return ids
+	}
+	if err := h.Activate(ctx, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	behind()
+	if got := kept(); len(got) != 1 || got[0] != "r2" {
+		t.Fatalf("without the lock: kept %v, want [r2] (read from the host)", got)
+	}
+	os.Rename(filepath.Join(appDir(hosts[0]), "r1.json"), filepath.Join(appDir(hosts[0]), ".pushdeploy", "releases", "r1.json"))
+	l := targets.Lock{Owner: "tester", Acquired: time.Now(), Expires: time.Now().Add(time.Hour)}
+	if err := tg.Locker().Acquire(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Activate(ctx, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	behind()
+	if got := kept(); len(got) != 2 {
+		t.Errorf("under the lock, after the switch: kept %v, want [r1 r2] (what the switch printed)", got)
+	}
+	if err := tg.Locker().Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if got := kept(); len(got) != 1 || got[0] != "r2" {
+		t.Errorf("after the lock was released: kept %v, want [r2] (read from the host)", got)
+	}
+}

@@ -56,8 +56,12 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	locker   *hoststate.Files
+	locker   *deployLock
 	journal  hoststate.Journals
+
+	knownMu sync.Mutex
+	held    bool                     // this target holds the deploy lock
+	known   map[*Host]targets.Status // known.go
 
 	prewarm   sync.Once
 	dialling  sync.WaitGroup // the dials ArtifactDigest starts
@@ -118,7 +122,7 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 		}
 		t.journal = append(t.journal, f)
 	}
-	t.locker = t.journal[0]
+	t.locker = &deployLock{Files: t.journal[0], t: t}
 	return t, nil
 }
 
