@@ -137,7 +137,9 @@ func TestStatusKnownOnlyUnderTheLock(t *testing.T) {
 		}
 	}
 	// Behind the target's back, r1 loses its metadata: it is no longer a kept release.
-	behind := func() { os.Rename(filepath.Join(appDir(hosts[0]), ".pushdeploy", "releases", "r1.json"), filepath.Join(appDir(hosts[0]), "r1.json")) }
+	behind := func() {
+		os.Rename(filepath.Join(appDir(hosts[0]), ".pushdeploy", "releases", "r1.json"), filepath.Join(appDir(hosts[0]), "r1.json"))
+	}
 	kept := func() []string {
 		t.Helper()
 		st, err := h.Status(ctx)
