@@ -960,7 +960,7 @@ t=.current.pushdeploy-$$
 ln -sfn releases/%[2]s "$t"
 mv -fT "$t" current
 echo %[3]s
-n=$(( $(cat .pushdeploy/activations 2>/dev/null || echo 0) + 1 ))
+n=; { read -r n; } 2>/dev/null <.pushdeploy/activations || true; n=$(( ${n:-0} + 1 ))
 echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activated
 `, q(h.path), id, switchedMarker) + h.statusAfter()
 	if h.t.o.restart != "" {
@@ -1066,12 +1066,11 @@ func (h *Host) Discard(ctx context.Context, id string) error {
 		return err
 	}
 	s := fmt.Sprintf(`set -e
-cd %[1]s 2>/dev/null || exit 0
-[ "$(readlink current 2>/dev/null)" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
+cd -P %[1]s 2>/dev/null || exit 0
+%[3]s[ "$l" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
 rm -f .pushdeploy/releases/%[2]s.json
-rm -rf releases/%[2]s .pushdeploy/staging/%[2]s
-rm -f .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
-`, sshconn.Quote(h.path), id) + h.statusAfter()
+rm -rf releases/%[2]s .pushdeploy/staging/%[2]s .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
+`, sshconn.Quote(h.path), id, liveLine) + h.statusAfter()
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return fmt.Errorf("discarding release %q on %s: %w", id, h.addr, err)
@@ -1086,19 +1085,28 @@ func (h *Host) Status(ctx context.Context) (targets.Status, error) {
 	if st, ok := h.t.knownStatus(h); ok {
 		return st, nil
 	}
-	out, err := h.script(ctx, fmt.Sprintf("cd %s 2>/dev/null || exit 0\n%sexit 0\n", sshconn.Quote(h.path), statusLines))
+	out, err := h.script(ctx, fmt.Sprintf("cd -P %s 2>/dev/null || exit 0\n%sexit 0\n", sshconn.Quote(h.path), statusLines))
 	if err != nil {
 		return targets.Status{Host: h.addr}, fmt.Errorf("reading the status of %s: %w", h.addr, err)
 	}
 	return h.parseStatus(out)
 }
 
-// statusLines print what Status reads, in the application's directory.
-const statusLines = `echo "live $(readlink current 2>/dev/null)"
+// liveLine sets $l to what current points to ("releases/<id>"; "" when there is none), in
+// the application's directory entered with cd -P. Builtins only, but for a dangling link:
+// every program a status starts costs the host more than the rest of it.
+const liveLine = `p=$PWD l=
+if [ -L current ]; then
+  if cd -P current 2>/dev/null; then l=${PWD#"$p"/}; cd "$p"; else l=$(readlink current 2>/dev/null) || l=; fi
+fi
+`
+
+// statusLines print what Status reads, in the application's directory entered with cd -P.
+const statusLines = liveLine + `echo "live $l"
 for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
-cat .pushdeploy/releases/*.json 2>/dev/null
-set -- .pushdeploy/releases/*.activated
-[ -f "$1" ] && awk 'FNR == 1 { f = FILENAME; sub(/.*\//, "", f); sub(/\.activated$/, "", f); print "activated", f, $0 }' "$@"
+set -- .pushdeploy/releases/*.json
+[ -f "$1" ] && cat "$@"
+for f in .pushdeploy/releases/*.activated; do [ -f "$f" ] && read -r n <"$f" && f=${f##*/} && echo "activated ${f%.activated} $n"; done
 `
 
 // parseStatus reads what statusLines printed.

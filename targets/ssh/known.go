@@ -95,7 +95,7 @@ const (
 // statusAfter is the shell text that prints h's status between the markers, whatever the
 // script before it set (set -e, the directory).
 func (h *Host) statusAfter() string {
-	return fmt.Sprintf("printf '%%s\\n' %s\n( set +e; cd %s 2>/dev/null || exit 0\n%s) || true\nprintf '%%s\\n' %s\n",
+	return fmt.Sprintf("printf '%%s\\n' %s\n( set +e; cd -P %s 2>/dev/null || exit 0\n%s) || true\nprintf '%%s\\n' %s\n",
 		sshconn.Quote(statusBegin), sshconn.Quote(h.path), statusLines, sshconn.Quote(statusEnd))
 }
 
