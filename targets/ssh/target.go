@@ -18,6 +18,10 @@
 // rest is the new tree's own); hosts are dialled while the artifacts are hashed. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
+// A deploy opens two SSH sessions on a host: SFTP, and a long-lived shell (sshconn.Shells)
+// that runs every script, the lock and the history; what the user gives (the restart
+// command, Run, the Updated commands) runs in a session of its own (runner.go).
+//
 // Hosts need what every Linux server has: a POSIX shell, GNU coreutils (cp -al, mv -T,
 // sha256sum), awk, gzip, flock (util-linux, for the deploy lock) and the SFTP subsystem.
 // The web server, process manager or unit serves path/current.
