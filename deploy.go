@@ -246,9 +246,13 @@ func (m *Pushdeploy) Rbac(
 	// The ServiceAccount the RoleBinding grants the Role to, in the environment's namespace.
 	// +default="ci-deployer"
 	serviceAccount string,
+	// Also grant what logs and exec need (get pods/log, create pods/exec), as a Role of its
+	// own for an operator's account: a deploy needs neither.
+	// +optional
+	operator bool,
 ) (string, error) {
 	return m.envCall(ctx, config, env, pipeline.FormatText, "", func(ctx context.Context, x *pipeline.Environments, _ io.Writer) (result, error) {
-		b, err := x.RBAC(ctx, env, or(serviceAccount, "ci-deployer"))
+		b, err := x.RBAC(ctx, env, or(serviceAccount, "ci-deployer"), operator)
 		return result{text: func(w io.Writer) error { _, err := w.Write(b); return err }}, err
 	})
 }

@@ -94,6 +94,11 @@ environments:
 	e.ok(t, app, nil, pd("history", "--env", "staging")...)
 	role := e.ok(t, app, nil, "call", "--source", ".", "rbac", "--env", "staging")
 	mustContain(t, "rbac", role, "kind: Role", "kind: RoleBinding", ns, "- web", "ci-deployer")
+	if strings.Contains(role, "pods/exec") {
+		t.Errorf("the deployer's Role grants exec:\n%s", role)
+	}
+	op := e.ok(t, app, nil, "call", "--source", ".", "rbac", "--env", "staging", "--operator", "--service-account", "oncall")
+	mustContain(t, "rbac --operator", op, "pods/log", "pods/exec", "-staging-operator", "name: oncall")
 	mustContain(t, "unlock", e.ok(t, app, nil, pd("unlock", "--env", "staging")...), "was not locked")
 	assertNoSecret(t, string(kc))
 }

@@ -9,15 +9,16 @@ import (
 // target's Role and RoleBinding.
 type RoleMaker interface {
 	// RoleYAML is the Role and the RoleBinding granting it to serviceAccount ("" the
-	// target's default), as a YAML stream for kubectl apply -f -.
-	RoleYAML(serviceAccount string) ([]byte, error)
+	// target's default), as a YAML stream for kubectl apply -f -. With operator the Role
+	// also grants what logs and exec need, under a name of its own.
+	RoleYAML(serviceAccount string, operator bool) ([]byte, error)
 }
 
 // RBAC returns the Role and RoleBinding, as YAML, that exactly the named environment needs:
 // its namespace, its Deployments by name, its Lease and journal ConfigMap, only the verbs
 // the target's calls use. serviceAccount is the RoleBinding's subject ("" the target's
 // default, "ci-deployer"). It talks to no server. Only Kubernetes environments have one.
-func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string) ([]byte, error) {
+func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string, operator bool) ([]byte, error) {
 	if x.File != nil {
 		if env, err := x.File.Env(name); err == nil && env.Kind() != "kubernetes" {
 			return nil, fmt.Errorf("environment %q: %s %s target has no Role to generate (only kubernetes environments do)", name, article(env.Kind()), env.Kind())
@@ -46,7 +47,7 @@ func (x *Environments) RBAC(ctx context.Context, name, serviceAccount string) ([
 	if !ok {
 		return nil, fmt.Errorf("environment %q: %s %s target has no Role to generate (only kubernetes environments do)", name, article(e.t.Kind()), e.t.Kind())
 	}
-	b, err := rm.RoleYAML(serviceAccount)
+	b, err := rm.RoleYAML(serviceAccount, operator)
 	if err != nil {
 		return nil, fmt.Errorf("environment %q: %w", name, err)
 	}

@@ -3,8 +3,14 @@
 // same real sshd host, side by side in one run, and where the difference goes:
 //
 //   - load: `dagger functions` (connect, session, module load from the engine's cache);
+//   - a function call: `dagger call config --env mod`, which reads the file and returns
+//     its text, less load: the cost of any function of any module on this engine (its
+//     runtime container started, the SDK's calls back, the result returned);
 //   - export: the artifacts directory given with --artifacts exported into the function;
 //   - the deploy itself: the record's own duration, the same code as the CLI's.
+//
+// PUSHDEPLOY_BENCH_TRACE=PREFIX writes every command's --progress=plain output to
+// PREFIX.<time>, for the engine's own spans.
 //
 // It needs the real engine (the harness: `../shared/dagger/engine up`, `eval "$(... env)"`)
 // and skips without it.
@@ -71,6 +77,9 @@ environments:
 		if err := cmd.Run(); err != nil {
 			b.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(errb.String()))
 		}
+		if f := os.Getenv("PUSHDEPLOY_BENCH_TRACE"); f != "" {
+			_ = os.WriteFile(fmt.Sprintf("%s.%d", f, time.Now().UnixNano()), errb.Bytes(), 0o644)
+		}
 		return time.Since(start), out.String()
 	}
 	took := func(rec string) time.Duration {
@@ -88,7 +97,7 @@ environments:
 	run(cli, dagger("call", "--source", ".", "--ssh-key", "env:SSH_KEY", "deploy", "--env", "mod", "--artifacts", "dist")...)
 	run(pd, "deploy", "--env", "cli", "--artifacts", "dist", "-f", "pushdeploy.yaml", "--ssh-key", "env:SSH_KEY")
 
-	var mod, cl, load, modDeploy, cliDeploy time.Duration
+	var mod, cl, load, call, modDeploy, cliDeploy time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		buf := make([]byte, 16<<10)
@@ -102,12 +111,15 @@ environments:
 		cliDeploy += took(rec)
 		d, _ = run(cli, dagger("functions")...)
 		load += d
+		d, _ = run(cli, dagger("call", "--source", ".", "config", "--env", "mod")...)
+		call += d
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(mod.Milliseconds())/n, "module-ms")
 	b.ReportMetric(float64(cl.Milliseconds())/n, "cli-ms")
 	b.ReportMetric(float64((mod-cl).Milliseconds())/n, "overhead-ms")
 	b.ReportMetric(float64(load.Milliseconds())/n, "load-ms")
+	b.ReportMetric(float64(call.Milliseconds())/n, "call-ms")
 	b.ReportMetric(float64(modDeploy.Milliseconds())/n, "module-record-ms")
 	b.ReportMetric(float64(cliDeploy.Milliseconds())/n, "cli-record-ms")
 }

@@ -254,6 +254,19 @@ func Permissions() []Permission {
 	}
 }
 
+// OperatorPermissions are what logs and exec add to Permissions: reading a pod's logs and
+// running a command in one. A deploy needs neither, so the CI deployer's Role leaves them out
+// and `rbac --operator` grants them to an operator's account. Exec's WebSocket upgrade is
+// a GET, authorized as get (create where the API server's
+// AuthorizePodWebsocketUpgradeCreatePermission gate is on); its SPDY fallback a POST, create.
+func OperatorPermissions() []Permission {
+	return []Permission{
+		{"", "pods/log", "get", ""},     // logs
+		{"", "pods/exec", "get", ""},    // exec over WebSocket
+		{"", "pods/exec", "create", ""}, // exec over SPDY, and over WebSocket behind the gate
+	}
+}
+
 // names are the names of the target's objects p names; nil when it names none.
 func (t *Target) names(p Permission) []string {
 	switch p.Object {

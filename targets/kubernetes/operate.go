@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -89,7 +90,7 @@ func (d *Deployment) Logs(ctx context.Context, w io.Writer, o targets.LogOptions
 			}
 			rc, err := d.t.cs.CoreV1().Pods(d.t.ns).GetLogs(p.Name, opts).Stream(ctx)
 			if err != nil {
-				errs[i] = d.t.explain(ctx, fmt.Errorf("reading the logs of pod %q (container %q) of deployment %q: %w", p.Name, ctr, d.name, err))
+				errs[i] = d.t.explainOperator(ctx, OperatorPermissions()[:1], fmt.Errorf("reading the logs of pod %q (container %q) of deployment %q: %w", p.Name, ctr, d.name, err))
 				return
 			}
 			defer rc.Close()
@@ -148,9 +149,38 @@ func (d *Deployment) Exec(ctx context.Context, argv []string, w io.Writer) error
 		return &targets.ExitError{Host: d.Name(), Code: code.Code}
 	}
 	if err != nil {
-		return d.t.explain(ctx, fmt.Errorf("%s: %w", doing, err))
+		return d.t.explainOperator(ctx, OperatorPermissions()[1:], fmt.Errorf("%s: %w", doing, err))
 	}
 	return nil
+}
+
+// explainOperator turns a failed logs or exec call into what to do about it when the
+// credentials lack any of perms (OperatorPermissions): the CI deployer's generated Role
+// leaves them out. Over WebSocket a refusal is an upgrade failure, not a Forbidden status,
+// so it asks the API server (a SelfSubjectAccessReview each) instead of reading the error.
+func (t *Target) explainOperator(ctx context.Context, perms []Permission, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	var missing []string
+	for _, p := range perms {
+		res, sub, _ := strings.Cut(p.Resource, "/")
+		r, rerr := t.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: t.ns, Group: p.Group, Resource: res, Subresource: sub, Verb: p.Verb,
+			}},
+		}, metav1.CreateOptions{})
+		if rerr != nil {
+			return err
+		}
+		if !r.Status.Allowed {
+			missing = append(missing, p.String())
+		}
+	}
+	if len(missing) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n%s: the credentials may not %s in namespace %q (a deploy does not need it, so the CI deployer's Role leaves it out): grant it to an operator's account with `pushdeploy rbac --env %s --operator --service-account NAME | kubectl apply -f -`", err, t, strings.Join(missing, ", "), t.ns, t.env)
 }
 
 func podReady(p *corev1.Pod) bool {

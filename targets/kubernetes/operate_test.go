@@ -178,3 +178,66 @@ func TestPipelineLogsAndExecOnDeployments(t *testing.T) {
 		t.Errorf("exec on web: %+v", rep)
 	}
 }
+
+// TestOperatorRole: the deployer's generated Role grants neither logs nor exec, and each
+// fails naming the permission it lacks and the command that grants it; the operator's Role
+// (`rbac --operator`), applied beside it under its own name, makes both work with the same
+// token, and leaves the deployer's binding as it was.
+func TestOperatorRole(t *testing.T) {
+	t.Parallel()
+	c := k8sbench.Shared(t)
+	ns := c.Namespace(t)
+	deployment(t, c, ns, "web", 1, 60)
+	k8sbench.AppendPodLog(t, c.PodLogs(t, ns), "stdout", "hello operator")
+	c.PodExec(t, ns, t.TempDir(), nil)
+	ws := []kubernetes.Workload{{Name: "web"}}
+	tg, _ := generatedRole(t, c, ns, ws, nil)
+	h := tg.Hosts()[0]
+	var b bytes.Buffer
+	// The pods exist (list pods is the deployer's) before logs can be refused for them.
+	eventually(t, "a pod of web", func() error {
+		err := h.(targets.LogReader).Logs(t.Context(), &b, targets.LogOptions{})
+		var nolive *targets.NoLiveError
+		if err == nil || errors.As(err, &nolive) {
+			return errors.New("no refusal yet")
+		}
+		return nil
+	})
+	err := h.(targets.LogReader).Logs(t.Context(), &b, targets.LogOptions{})
+	if err == nil || !strings.Contains(err.Error(), "may not get pods/log") || !strings.Contains(err.Error(), "rbac --env test --operator") {
+		t.Errorf("logs with the deployer's Role: %v", err)
+	}
+	err = h.(targets.Executor).Exec(t.Context(), []string{"true"}, &b)
+	if err == nil || !strings.Contains(err.Error(), "may not get pods/exec, create pods/exec") || !strings.Contains(err.Error(), "--operator") {
+		t.Errorf("exec with the deployer's Role: %v", err)
+	}
+
+	admin := target(t, c.Kubeconfig, ns, ws)
+	role, rb, err := admin.Role("deployer", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role.Name != "pushdeploy-shop-test-operator" || rb.Name != role.Name {
+		t.Errorf("operator role %q, binding %q", role.Name, rb.Name)
+	}
+	_, err = c.Client.RbacV1().Roles(ns).Create(t.Context(), role, metav1.CreateOptions{})
+	must(t, err)
+	_, err = c.Client.RbacV1().RoleBindings(ns).Create(t.Context(), rb, metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "logs with the operator's Role", func() error {
+		b.Reset()
+		if err := h.(targets.LogReader).Logs(t.Context(), &b, targets.LogOptions{}); err != nil {
+			return err
+		}
+		if !strings.Contains(b.String(), "hello operator") {
+			return errors.New("no line: " + b.String())
+		}
+		return nil
+	})
+	eventually(t, "exec with the operator's Role", func() error {
+		return h.(targets.Executor).Exec(t.Context(), []string{"true"}, &b)
+	})
+	if _, err := c.Client.RbacV1().RoleBindings(ns).Get(t.Context(), "pushdeploy-shop-test", metav1.GetOptions{}); err != nil {
+		t.Errorf("the deployer's binding: %v", err)
+	}
+}

@@ -30,7 +30,7 @@ func TestRoleShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	role, rb, err := tg.Role("")
+	role, rb, err := tg.Role("", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestRoleShape(t *testing.T) {
 			t.Errorf("%s: resourceNames %v, want %v", k, names[k], want)
 		}
 	}
-	b, err := tg.RoleYAML("deployer")
+	b, err := tg.RoleYAML("deployer", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ current-context: c
 func generatedRole(t *testing.T, c *k8sbench.Cluster, ns string, ws []kubernetes.Workload, edit func([]rbacv1.PolicyRule) []rbacv1.PolicyRule) (*kubernetes.Target, []rbacv1.PolicyRule) {
 	t.Helper()
 	admin := target(t, c.Kubeconfig, ns, ws)
-	role, rb, err := admin.Role("deployer")
+	role, rb, err := admin.Role("deployer", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestGeneratedRoleHasNoUnusedRule(t *testing.T) {
 	t.Parallel()
 	c := k8sbench.Shared(t)
 	probe := target(t, c.Kubeconfig, "default", []kubernetes.Workload{{Name: "web"}})
-	for i, rule := range probe.Rules() {
+	for i, rule := range probe.Rules(false) {
 		t.Run(fmt.Sprintf("%d-%s-%s", i, rule.Resources[0], strings.Join(rule.Verbs, "-")), func(t *testing.T) {
 			t.Parallel()
 			ns := c.Namespace(t)
