@@ -85,13 +85,23 @@ func (f *Files) run(ctx context.Context, line string, input []byte) ([]byte, err
 	if bytes.IndexByte(input, 0) >= 0 {
 		return nil, fmt.Errorf("writing the state of %s: the input holds a NUL byte", f.target)
 	}
-	if input != nil {
-		line = "in=" + sshconn.Quote(string(input)) + "\n" + line
-	}
 	var out bytes.Buffer
-	err = c.RunCmd(ctx, sshconn.Cmd{Line: line, Stdout: &out})
+	cmd := sshconn.Cmd{Line: line, Stdout: &out}
+	switch {
+	case input == nil:
+	case len(input) <= maxInline:
+		cmd.Line = "in=" + sshconn.Quote(string(input)) + "\n" + line
+	default:
+		// A session's command line is one argument of sh -c, which Linux bounds (128 KiB).
+		cmd.Line = "in=$(cat; echo .); in=${in%.}\n" + line
+		cmd.Stdin = bytes.NewReader(input)
+	}
+	err = c.RunCmd(ctx, cmd)
 	return out.Bytes(), err
 }
+
+// maxInline is the size up to which input goes in the command line.
+const maxInline = 32 << 10
 
 // mkdirLine creates dir unless it is there (the test is a builtin, mkdir a program).
 func mkdirLine(dir string) string {
