@@ -15,10 +15,12 @@ import (
 	"github.com/pushdeploy/pushdeploy/targets"
 )
 
-// Sent is what a deploy uploaded to one host (targets that upload files: ssh).
+// Sent is what a deploy uploaded to one host: files (ssh), or an image's layers (Docker
+// hosts without a registry, Layers true). A pull the host made itself is not in it.
 type Sent struct {
-	Files int   `json:"files"`
-	Bytes int64 `json:"bytes"`
+	Files  int   `json:"files"`
+	Bytes  int64 `json:"bytes"`
+	Layers bool  `json:"layers,omitempty"`
 }
 
 // DefaultProgressEvery is how often a host's upload is reported by a line of its own when
@@ -98,13 +100,21 @@ func (p *progress) Upload(host string, t targets.Transfer) {
 	switch {
 	case t.Done:
 		p.line(host, t)
-	case !seen && t.TotalFiles > 0:
-		fmt.Fprintf(p.out, "%s: uploading %d file(s), %s\n", host, t.TotalFiles, bytesText(t.TotalBytes))
-		p.reported[host] = t
-		if p.stop == nil {
-			p.stop = make(chan struct{})
-			go p.tick(p.stop)
-		}
+		return
+	case seen:
+		return
+	case t.Pull:
+		// The registry tells a host its layers and their sizes as the pull goes.
+		fmt.Fprintf(p.out, "%s: pulling the image\n", host)
+	case t.TotalFiles > 0:
+		fmt.Fprintf(p.out, "%s: uploading %d %s, %s\n", host, t.TotalFiles, unit(t), bytesText(t.TotalBytes))
+	default:
+		return
+	}
+	p.reported[host] = t
+	if p.stop == nil {
+		p.stop = make(chan struct{})
+		go p.tick(p.stop)
 	}
 }
 
@@ -113,11 +123,11 @@ func (p *progress) line(host string, t targets.Transfer) {
 	took := time.Since(p.started[host]).Round(10 * time.Millisecond)
 	switch {
 	case t.Err != nil:
-		fmt.Fprintf(p.out, "%s: upload stopped after %d of %d file(s), %s of %s\n", host, t.Files, t.TotalFiles, bytesText(t.Bytes), bytesText(t.TotalBytes))
+		fmt.Fprintf(p.out, "%s: %s stopped after %d of %d %s, %s of %s\n", host, verb(t, "upload", "pull"), t.Files, t.TotalFiles, unit(t), bytesText(t.Bytes), bytesText(t.TotalBytes))
 	case t.TotalFiles == 0:
-		fmt.Fprintf(p.out, "%s: nothing to upload\n", host)
+		fmt.Fprintf(p.out, "%s: nothing to %s\n", host, verb(t, "upload", "pull"))
 	default:
-		fmt.Fprintf(p.out, "%s: uploaded %d file(s), %s in %s\n", host, t.Files, bytesText(t.Bytes), took)
+		fmt.Fprintf(p.out, "%s: %s %d %s, %s in %s\n", host, verb(t, "uploaded", "pulled"), t.Files, unit(t), bytesText(t.Bytes), took)
 	}
 	p.reported[host] = t
 }
@@ -139,7 +149,7 @@ func (p *progress) tick(stop chan struct{}) {
 				if t.TotalBytes > 0 {
 					pct = int(t.Bytes * 100 / t.TotalBytes)
 				}
-				fmt.Fprintf(p.out, "%s: uploading: %d/%d file(s), %s/%s (%d%%)\n", host, t.Files, t.TotalFiles, bytesText(t.Bytes), bytesText(t.TotalBytes), pct)
+				fmt.Fprintf(p.out, "%s: %s: %d/%d %s, %s/%s (%d%%)\n", host, verb(t, "uploading", "pulling"), t.Files, t.TotalFiles, unit(t), bytesText(t.Bytes), bytesText(t.TotalBytes), pct)
 				p.reported[host] = t
 			}
 		}
@@ -158,16 +168,27 @@ func (p *progress) drawBar(host string, t targets.Transfer) {
 			p.bars = mpb.New(mpb.WithOutput(p.out), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
 		}
 		hb = &hostBar{}
+		noun := "files"
+		if t.Layers {
+			noun = "layers"
+		}
 		files := func(decor.Statistics) string {
-			return fmt.Sprintf("%d/%d files", hb.files.Load(), hb.total.Load())
+			return fmt.Sprintf("%d/%d %s", hb.files.Load(), hb.total.Load(), noun)
+		}
+		name := host
+		if t.Pull {
+			name += " (pull)"
 		}
 		hb.b = p.bars.AddBar(t.TotalBytes,
-			mpb.PrependDecorators(decor.Name(host, decor.WCSyncSpaceR), decor.CountersKiloByte("% .1f / % .1f", decor.WCSyncSpace)),
+			mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKiloByte("% .1f / % .1f", decor.WCSyncSpace)),
 			mpb.AppendDecorators(decor.Any(files, decor.WCSyncSpace), decor.OnComplete(decor.Percentage(decor.WCSyncSpace), "done")))
 		p.bar[host] = hb
 	}
 	hb.files.Store(int64(t.Files))
 	hb.total.Store(int64(t.TotalFiles))
+	if t.Pull && !t.Done {
+		hb.b.SetTotal(t.TotalBytes, false) // a pull learns its layers' sizes as it goes
+	}
 	hb.b.SetCurrent(t.Bytes)
 	if t.Done {
 		if t.Err != nil {
@@ -193,10 +214,26 @@ func (p *progress) sent(host string) *Sent {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t, ok := p.last[host]
-	if !ok {
+	if !ok || t.Pull {
 		return nil
 	}
-	return &Sent{Files: t.Files, Bytes: t.Bytes}
+	return &Sent{Files: t.Files, Bytes: t.Bytes, Layers: t.Layers}
+}
+
+// verb is what a transfer does: upload, or pull (the host fetches it itself).
+func verb(t targets.Transfer, upload, pull string) string {
+	if t.Pull {
+		return pull
+	}
+	return upload
+}
+
+// unit is what a transfer counts: files, or an image's layers.
+func unit(t targets.Transfer) string {
+	if t.Layers {
+		return "layer(s)"
+	}
+	return "file(s)"
 }
 
 // close stops drawing: the ticker, and the bars (each finished or aborted first).

@@ -10,11 +10,17 @@ type Progress interface {
 	Upload(host string, t Transfer)
 }
 
-// Transfer is an upload to one host so far.
+// Transfer is an upload to one host so far, or a pull the host makes itself.
 type Transfer struct {
-	// Files and Bytes have reached the host, of TotalFiles and TotalBytes.
+	// Files and Bytes have reached the host, of TotalFiles and TotalBytes. A pull's totals
+	// grow as the registry tells the host its layers' sizes.
 	Files, TotalFiles int
 	Bytes, TotalBytes int64
+	// Layers says the files are an image's layers (an image sent or pulled).
+	Layers bool
+	// Pull says the host fetches them from a registry itself (docker pull): nothing is
+	// sent by the deploy, so the record's hosts[].sent leaves it out.
+	Pull bool
 	// Done says the upload is over (Err says how, nil when everything was sent).
 	Done bool
 	Err  error

@@ -150,6 +150,13 @@ func dockerTarget(app, name string, env *config.Environment, img *config.Image, 
 	if d.Socket != "" {
 		opts = append(opts, docker.WithSocket(d.Socket))
 	}
+	if len(env.Hooks.Updated) > 0 {
+		// Run in a one-off container of the new image before the switch, bounded as every hook is.
+		opts = append(opts, docker.WithUpdated(env.Hooks.Updated...))
+		if d := env.Hooks.Timeout.Duration; d > 0 {
+			opts = append(opts, docker.WithUpdatedTimeout(d))
+		}
+	}
 	if bg := d.BlueGreen; bg != nil {
 		if len(bg.Ports) != 2 {
 			return nil, fmt.Errorf("docker.blue_green.ports: want two ports, got %d", len(bg.Ports))

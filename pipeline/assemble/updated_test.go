@@ -9,8 +9,8 @@ import (
 	"github.com/pushdeploy/pushdeploy/targets"
 )
 
-// TestUpdatedHookReachesTheServers: hooks.updated of the file makes every server of the
-// target run commands in its staged release (targets.Updater); without it none does.
+// TestUpdatedHookReachesTheServers: hooks.updated of the file makes every server or Docker
+// host of the target run commands in its staged release (targets.Updater); without it none does.
 func TestUpdatedHookReachesTheServers(t *testing.T) {
 	for _, tc := range []struct {
 		yaml string
@@ -18,6 +18,8 @@ func TestUpdatedHookReachesTheServers(t *testing.T) {
 	}{
 		{"app: web\nenvironments:\n  s:\n    ssh: {hosts: [a, b], user: d, path: /srv/web}\n    hooks: {updated: [npm ci --omit=dev], timeout: 1m}\n", true},
 		{"app: web\nenvironments:\n  s:\n    ssh: {hosts: [a, b], user: d, path: /srv/web}\n", false},
+		{"app: web\nenvironments:\n  s:\n    docker: {hosts: [a, b], user: d}\n    hooks: {updated: [bin/migrate]}\n", true},
+		{"app: web\nenvironments:\n  s:\n    docker: {hosts: [a, b], user: d}\n", false},
 	} {
 		f, err := config.Parse("pushdeploy.yaml", []byte(tc.yaml))
 		if err != nil {

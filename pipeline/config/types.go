@@ -337,11 +337,14 @@ type Hooks struct {
 	PreDeploy []string `yaml:"pre_deploy,omitempty"`
 	// Updated runs on every host inside the staged release, after the upload and before
 	// current moves (Capistrano's deploy:updated): "npm ci --omit=dev", asset compilation,
-	// migrations. Each command runs in path/releases/<id> with the PUSHDEPLOY_* variables and
-	// PUSHDEPLOY_PATH, bounded by timeout; a failing one discards the release on every host
-	// and nothing goes live. Commands replace files rather than rewrite them in place: a new
-	// release starts as hard links of the live one. ssh environments only (a docker image is
-	// built with what it needs).
+	// migrations. On servers each command runs in path/releases/<id> with the PUSHDEPLOY_*
+	// variables and PUSHDEPLOY_PATH; commands replace files rather than rewrite them in
+	// place: a new release starts as hard links of the live one. On Docker hosts each runs
+	// with /bin/sh -c in a one-off container of the new image, with the release's
+	// environment, volumes and network and the PUSHDEPLOY_* variables, beside the live
+	// container (no published port). Each is bounded by timeout; a failing one discards the
+	// release on every host and nothing goes live. ssh and docker environments (Kubernetes:
+	// hooks.migrate).
 	Updated []string `yaml:"updated,omitempty"`
 	// PostDeploy runs after every host is healthy (integration checks); a failing command
 	// fails the deploy and rolls it back, unless continue_on_failure is set.

@@ -7,13 +7,14 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
 )
 
-// TestUpdatedHookOnlyForServers: hooks.updated runs in a staged release directory, which
-// only ssh environments have: docker and kubernetes environments refuse it, naming the key.
-func TestUpdatedHookOnlyForServers(t *testing.T) {
+// TestUpdatedHookNotForKubernetes: hooks.updated runs in the staged release of each host
+// (a directory on servers, a one-off container on Docker hosts); kubernetes environments,
+// which have no hosts to run it on, refuse it, naming the key and what to use instead.
+func TestUpdatedHookNotForKubernetes(t *testing.T) {
 	for _, tc := range []struct{ name, target, want string }{
 		{"ssh", "ssh: {hosts: [h], user: u, path: /srv/web}", ""},
-		{"docker", "docker: {hosts: [h], user: u}", `pushdeploy.yaml:6: environments.s.hooks.updated: runs in a staged release directory, which only ssh environments have: a docker image is built with what it needs`},
-		{"kubernetes", "kubernetes: {namespace: web, deployments: [web]}", `environments.s.hooks.updated: runs in a staged release directory, which only ssh environments have: a kubernetes image`},
+		{"docker", "docker: {hosts: [h], user: u}", ""},
+		{"kubernetes", "kubernetes: {namespace: web, deployments: [web]}", `pushdeploy.yaml:6: environments.s.hooks.updated: runs in the staged release on each host (a release directory on servers, a one-off container of the new image on Docker hosts), which a kubernetes environment has not: run a migration before the switch with hooks.migrate`},
 		{"empty command", "ssh: {hosts: [h], user: u, path: /srv/web}\n    hooks:\n      updated: [\" \"]", "environments.s.hooks: command 1 is empty"},
 	} {
 		y := "app: web\nenvironments:\n  s:\n    " + tc.target + "\n"

@@ -195,8 +195,8 @@ func (v *validation) env(name string, e *Environment) {
 	if e.Hooks.Where == "hosts" && e.Kind() == "kubernetes" {
 		v.errorf(p+".hooks.where", `"hosts" needs ssh or docker hosts: kubernetes hooks run in a container`)
 	}
-	if len(e.Hooks.Updated) > 0 && e.Kind() != "ssh" {
-		v.errorf(p+".hooks.updated", "runs in a staged release directory, which only ssh environments have: a %s image is built with what it needs (a command to run before the switch belongs in pre_deploy)", e.Kind())
+	if len(e.Hooks.Updated) > 0 && e.Kind() == "kubernetes" {
+		v.errorf(p+".hooks.updated", "runs in the staged release on each host (a release directory on servers, a one-off container of the new image on Docker hosts), which a kubernetes environment has not: run a migration before the switch with hooks.migrate (once, in a container of the new image)")
 	}
 	for i, c := range slices.Concat(e.Hooks.PreDeploy, e.Hooks.Updated, e.Hooks.PostDeploy, e.Hooks.PostRollback) {
 		if strings.TrimSpace(c) == "" {

@@ -256,32 +256,44 @@ func (h *Host) pull(ctx context.Context, cli *client.Client, ref string) error {
 		return fmt.Errorf("pulling %s on %s: %w", ref, h.addr, err)
 	}
 	defer rc.Close()
-	// The engine reports failures inside the progress stream.
+	prog := newPullProgress(targets.ProgressOf(ctx), h.addr)
+	err = h.readPull(rc, ref, prog)
+	if err == nil {
+		if _, ierr := cli.ImageInspect(ctx, ref); ierr != nil {
+			err = fmt.Errorf("pulling %s on %s: the engine does not have it after the pull: %w", ref, h.addr, ierr)
+		}
+	}
+	prog.end(err)
+	return err
+}
+
+// readPull reads the engine's pull stream to its end, reporting its progress: the engine
+// reports failures inside it.
+func (h *Host) readPull(rc io.Reader, ref string, prog *pullProgress) error {
 	dec := json.NewDecoder(rc)
 	for {
 		var m struct {
+			ID             string `json:"id"`
+			Status         string `json:"status"`
+			ProgressDetail struct {
+				Current int64 `json:"current"`
+				Total   int64 `json:"total"`
+			} `json:"progressDetail"`
 			Error       string `json:"error"`
 			ErrorDetail struct {
 				Message string `json:"message"`
 			} `json:"errorDetail"`
 		}
 		if err := dec.Decode(&m); err == io.EOF {
-			break
+			return nil
 		} else if err != nil {
 			return fmt.Errorf("pulling %s on %s: reading the engine's progress: %w", ref, h.addr, err)
 		}
-		if m.Error != "" || m.ErrorDetail.Message != "" {
-			msg := m.ErrorDetail.Message
-			if msg == "" {
-				msg = m.Error
-			}
+		if msg := firstNonEmpty(m.ErrorDetail.Message, m.Error); msg != "" {
 			return fmt.Errorf("pulling %s on %s: %s", ref, h.addr, msg)
 		}
+		prog.message(m.ID, m.Status, m.ProgressDetail.Current, m.ProgressDetail.Total)
 	}
-	if _, err := cli.ImageInspect(ctx, ref); err != nil {
-		return fmt.Errorf("pulling %s on %s: the engine does not have it after the pull: %w", ref, h.addr, err)
-	}
-	return nil
 }
 
 // Activate stops every running container of the app (gracefully: SIGTERM, then SIGKILL

@@ -322,11 +322,25 @@ func (h *Host) load(ctx context.Context, cli *client.Client, a *ImageArchive, se
 			st.LayerBytes += a.Sizes[i]
 		}
 	}
+	var sizes []int64
+	for i, s := range send {
+		if s {
+			sizes = append(sizes, a.Sizes[i])
+		}
+	}
 	pr, pw := io.Pipe()
+	cw := newCountingWriter(pw, targets.ProgressOf(ctx), h.addr, sizes)
 	go func() {
-		_, err := a.WriteLoad(pw, send)
+		_, err := a.WriteLoad(cw, send)
 		pw.CloseWithError(err)
 	}()
+	st, err := h.readLoad(ctx, cli, a, pr, st)
+	cw.end(err)
+	return st, err
+}
+
+// readLoad gives the load archive to the engine and reads its answer.
+func (h *Host) readLoad(ctx context.Context, cli *client.Client, a *ImageArchive, pr *io.PipeReader, st SendStats) (SendStats, error) {
 	resp, err := cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
 	if err != nil {
 		pr.CloseWithError(err)

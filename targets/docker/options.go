@@ -43,6 +43,8 @@ type options struct {
 	switchTmpl   *template.Template
 	envTmpl      []*template.Template
 	hostEnv      map[string][]string
+	updated      []string
+	updatedWait  time.Duration
 }
 
 // envName is what a portable environment variable name looks like.
@@ -379,6 +381,33 @@ func withHostScope() Option {
 	return func(o *options) error { o.hostScope = true; return nil }
 }
 
+// WithUpdated sets commands run before the switch in a one-off container of the staged
+// release's image, with its environment, volumes and network (hooks.updated): migrations,
+// a cache warm-up. Each runs with /bin/sh -c, so the image needs a shell. Default: none.
+func WithUpdated(cmds ...string) Option {
+	return func(o *options) error {
+		for _, c := range cmds {
+			if strings.TrimSpace(c) == "" {
+				return errors.New("an empty hooks.updated command")
+			}
+		}
+		o.updated = append(o.updated, cmds...)
+		return nil
+	}
+}
+
+// WithUpdatedTimeout bounds each WithUpdated command; one that runs longer is killed and
+// fails the deploy. Default: 5m.
+func WithUpdatedTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("hooks.updated timeout %s: must be positive", d)
+		}
+		o.updatedWait = d
+		return nil
+	}
+}
+
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
 		socket:      DefaultSocket,
@@ -386,6 +415,7 @@ func makeOptions(opts []Option) (*options, error) {
 		stopTimeout: 10 * time.Second,
 		healthWait:  5 * time.Minute,
 		stateDir:    DefaultStateDir,
+		updatedWait: 5 * time.Minute,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
