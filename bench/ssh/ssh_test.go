@@ -8,7 +8,8 @@
 //     single-host deploys, and one host alone;
 //   - redeploying the live release to 5 hosts (a no-op).
 //
-// pushdeploy's wall time includes building the local manifest (hashing the 50 MB), a new
+// pushdeploy's wall time includes building the local manifest (hashing the 50 MB, or, on a
+// machine that never hashed them, asking the host which files to trust), a new
 // SSH connection per deploy (as rsync's ssh makes one), the restart-free switch and, for
 // the single-host cases, Prepare and Activate; the fan-out cases go through
 // pipeline.Rollout (lock, status, journal). rsync only copies: it switches nothing.
@@ -242,6 +243,10 @@ func makeTreeT(b testing.TB) string {
 			b.Fatal(err)
 		}
 	}
+	// Built a while ago, as artifacts are by the time they are deployed: no file is within
+	// the racy window of a deploy's walk (modified so recently that its time is not
+	// recorded).
+	checkout(b, dir)
 	return dir
 }
 
@@ -298,10 +303,13 @@ func BenchmarkOneFileChanged(b *testing.B) {
 	rsyncDest := filepath.Join(be.hosts[0].Dir, "rsync-app")
 	be.rsync(b, 0, src, rsyncDest)
 	id := 0
+	// cold: this machine never saw the host (no hash cache, no manifest cache), as a CI
+	// runner; checkout: and every file has a new modification time, as a fresh git checkout
+	// (or a build) gives them: size-and-mtime trust has nothing to trust.
 	for _, c := range []struct {
-		name string
-		cold bool
-	}{{"pushdeploy", false}, {"pushdeploy-cold-cache", true}} {
+		name           string
+		cold, checkout bool
+	}{{"pushdeploy", false, false}, {"pushdeploy-cold-cache", true, false}, {"pushdeploy-cold-new-mtimes", true, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			var wire int64
 			for i := 0; i < b.N; i++ {
@@ -309,6 +317,9 @@ func BenchmarkOneFileChanged(b *testing.B) {
 				changeOne(b, src)
 				if c.cold {
 					os.RemoveAll(be.cache) // this machine never saw the live manifest
+				}
+				if c.checkout {
+					checkout(b, src)
 				}
 				id++
 				p.reset()
@@ -320,18 +331,41 @@ func BenchmarkOneFileChanged(b *testing.B) {
 			report(b, wire)
 		})
 	}
-	b.Run("rsync", func(b *testing.B) {
-		var wire int64
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			changeOne(b, src)
-			p.reset()
-			b.StartTimer()
-			be.rsync(b, 0, src, rsyncDest)
-			wire += p.total()
+	for _, c := range []struct {
+		name     string
+		checkout bool
+	}{{"rsync", false}, {"rsync-new-mtimes", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			var wire int64
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				changeOne(b, src)
+				if c.checkout {
+					checkout(b, src)
+				}
+				p.reset()
+				b.StartTimer()
+				be.rsync(b, 0, src, rsyncDest)
+				wire += p.total()
+			}
+			report(b, wire)
+		})
+	}
+}
+
+// checkout gives every file of dir a new modification time (a minute ago), as a fresh
+// checkout or build on a CI runner does.
+func checkout(b testing.TB, dir string) {
+	t := time.Now().Add(-time.Minute)
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			err = os.Chtimes(p, t, t)
 		}
-		report(b, wire)
+		return err
 	})
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkFanOut20: a one-file change to 20 hosts through pipeline.Rollout, in one batch,

@@ -13,6 +13,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/pipeline/assemble"
 	"github.com/pushdeploy/pushdeploy/pipeline/config"
+	"github.com/pushdeploy/pushdeploy/targets/ssh"
 )
 
 // common are the flags every command that reaches a target shares: where the environments
@@ -30,6 +31,7 @@ type common struct {
 	deployer         string
 	pipelineID       string
 	format           string
+	checksum         bool
 }
 
 func (c *common) flags(cmd *cobra.Command) {
@@ -43,6 +45,7 @@ func (c *common) flags(cmd *cobra.Command) {
 	f.StringVar(&c.deployer, "deployer", "", "who acts, for the lock and the record (default $USER@hostname)")
 	f.StringVar(&c.pipelineID, "pipeline-id", "", "the CI run that acts (id or URL), for the lock and the record")
 	f.StringVarP(&c.format, "format", "o", "text", "text or json")
+	f.BoolVar(&c.checksum, "checksum", false, "ssh targets: hash every artifact file, trusting none by size and modification time (as rsync --checksum)")
 	BindFlags(f, &c.settings)
 	cmd.SetUsageTemplate(settingsUsage)
 }
@@ -60,7 +63,11 @@ func (c *common) environments(cmd *cobra.Command, env string) (*pipeline.Environ
 		return nil, err
 	}
 	s.Preload(f)
-	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(assemble.Extra{}), Log: stderr,
+	var extra assemble.Extra
+	if c.checksum {
+		extra.Server = append(extra.Server, ssh.Checksum())
+	}
+	return &pipeline.Environments{File: f, Secrets: s, Targets: assemble.Maker(extra), Log: stderr,
 		Deployer: c.deployer, PipelineID: c.pipelineID, RunHook: runHookLocally}, nil
 }
 

@@ -40,6 +40,9 @@ func server(app, name string, env *config.Environment, s *pipeline.Secrets, extr
 			opts = append(opts, ssh.UpdatedTimeout(d))
 		}
 	}
+	if c.Checksum {
+		opts = append(opts, ssh.Checksum())
+	}
 	dirs, files := splitShared(c.Shared)
 	if len(dirs) > 0 {
 		opts = append(opts, ssh.Shared(dirs...))

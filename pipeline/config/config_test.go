@@ -181,8 +181,8 @@ func TestErrors(t *testing.T) {
 		{"null", "~\n", []string{`pushdeploy.yaml: the file is empty`}},
 		{"not a mapping", "- app\n", []string{`pushdeploy.yaml:1: expected a mapping, got a list`}},
 		{"alias", "app: web\nenvironments:\n  s:\n    ssh: &x {hosts: [h], user: u, path: /p, zzqx: 1}\n  t:\n    ssh: *x\n", []string{
-			`pushdeploy.yaml:4: environments.s.ssh.zzqx: unknown key "zzqx" (known keys: hosts, user, port, key, known_hosts, jump, path, restart, restart_timeout, shared, logs)`,
-			`pushdeploy.yaml:4: environments.t.ssh.zzqx: unknown key "zzqx" (known keys: hosts, user, port, key, known_hosts, jump, path, restart, restart_timeout, shared, logs)`,
+			`pushdeploy.yaml:4: environments.s.ssh.zzqx: unknown key "zzqx" (known keys: hosts, user, port, key, known_hosts, jump, path, restart, restart_timeout, shared, checksum, logs)`,
+			`pushdeploy.yaml:4: environments.t.ssh.zzqx: unknown key "zzqx" (known keys: hosts, user, port, key, known_hosts, jump, path, restart, restart_timeout, shared, checksum, logs)`,
 		}},
 		{"two documents", base + "---\napp: other\n", []string{`pushdeploy.yaml:8: the file holds more than one YAML document`}},
 		{"several at once", base + "    keep: many\n    batches: 0\n    lock: {wait: soon}\n",

@@ -168,6 +168,11 @@ type SSHTarget struct {
 	// config/database.yml) is a file, any other a directory; end a path with "/" to make it
 	// a directory whatever its name. Default: none.
 	Shared []string `yaml:"shared,omitempty"`
+	// Checksum hashes every artifact file on every deploy, as rsync --checksum: none is
+	// trusted because its size and modification time are those recorded with the live
+	// release (rsync's default check, which misses a file changed in place with its size
+	// kept and its time set back). Default: false.
+	Checksum bool `yaml:"checksum,omitempty"`
 	// Logs is the command `pushdeploy logs` runs on each host to print the application's
 	// logs, e.g. "pm2 logs myapp --nostream --lines 200" or "journalctl -u myapp
 	// --no-pager". It runs in path/current with every PUSHDEPLOY_* variable, and

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -179,8 +178,9 @@ type probe struct {
 	liveSum  string       // sha256 of the live release's manifest text, "" when it has none
 	liveMeta *releaseMeta // the live release's metadata
 	have     *releaseMeta // the metadata of the release asked about, when it is kept
-	// chunks are the short sums of the live manifest's chunks, in order, and bodies the
-	// text of those the probe was not told of, by index; nil when not sent.
+	// chunks are the short sums of the live manifest's chunks (of their content lines), in
+	// order, and bodies the lines of those the probe was not told of, by index; nil when
+	// not sent.
 	chunks []string
 	bodies map[int]string
 }
@@ -190,8 +190,8 @@ const chunkBodyEnd = "PUSHDEPLOY_CHUNK_END"
 
 // probe reads the host's state. With m, the manifest about to be deployed, and a live
 // manifest that is not the one this machine last left live there (liveHint), the same round
-// trip brings the live manifest's chunk sums and the text of the chunks m lacks: a fresh
-// machine learns the live tree without further round trips.
+// trip brings the live manifest's chunk sums and the lines of the chunks m lacks: a fresh
+// machine learns what differs without further round trips.
 func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error) {
 	q := sshconn.Quote
 	want, hint := "", h.t.liveHint(h)
@@ -199,12 +199,7 @@ func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error
 		m = nil // most likely live, and known here: no chunks needed
 	}
 	if m != nil {
-		var b strings.Builder
-		b.WriteString(" ")
-		for _, c := range chunkText(m.Text()) {
-			b.WriteString(chunkSum(c) + " ")
-		}
-		want = b.String()
+		want = wantList(m)
 	}
 	s := fmt.Sprintf(`cd %[1]s 2>/dev/null || exit 0
 l=$(readlink current 2>/dev/null) || l=
@@ -215,23 +210,33 @@ case $l in releases/*) i=${l#releases/}; echo "live $i"
     echo "livesum $s"
     w=%[3]s
     if [ -n "$w" ] && [ "$s" != %[4]s ]; then
-      c=$(mktemp -d) && awk -v d="$c" '%[5]s' "$mf" && (cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@"; fi) | while read -r sum f; do
-        k=${sum%%"${sum#????????????????}"}
-        echo "chunk $k"
-        case $w in *" $k "*) ;; *) cat "$c/$f"; echo %[6]s ;; esac
-      done
-      rm -rf "$c"
+%[5]s
     fi
   fi
   [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
 esac
 [ -n %[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] && [ -d releases/%[2]s ] && { printf 'have '; cat .pushdeploy/releases/%[2]s.json; echo; }
 exit 0
-`, q(h.path), q(id), q(want), q(hint), chunkAWK, chunkBodyEnd)
+`, q(h.path), q(id), q(want), q(hint), chunkScript)
+	if want != "" {
+		// Chunks' lines (their hashes) come gzipped; a probe without them forks no gzip.
+		s = "{\n" + s + "} | gzip -c\n"
+	}
 	out, err := h.script(ctx, s)
 	if err != nil {
 		return nil, err
 	}
+	if want != "" {
+		if out, err = gunzip(out); err != nil {
+			return nil, fmt.Errorf("reading the state of %s: %w", h.addr, err)
+		}
+	}
+	return h.parseProbe(out, want)
+}
+
+// parseProbe reads the probe's output (and that of chunkScript alone); want is the list of
+// short sums the host was told of.
+func (h *Host) parseProbe(out []byte, want string) (*probe, error) {
 	p := &probe{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
@@ -272,82 +277,10 @@ exit 0
 			}
 		}
 	}
-	return p, nil
-}
-
-// liveManifest returns the live release's manifest: from the cache when this machine has
-// seen it, else made of the chunks the probe brought and the chunks of manifests known
-// here, the chunks neither has fetched (gzipped). nil when the live release has none.
-func (h *Host) liveManifest(ctx context.Context, p *probe) (*Manifest, error) {
-	if p.live == "" || p.liveSum == "" {
-		return nil, nil
+	if p.chunks == nil && want != "" && p.liveSum != "" && sc.Err() == nil {
+		p.chunks = []string{} // asked, and the live manifest is empty
 	}
-	if m := h.t.cached(p.liveSum); m != nil {
-		return m, nil
-	}
-	c, err := h.client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	mf := sshconn.Quote(h.meta() + "/releases/" + p.live + ".manifest")
-	chunks, got := p.chunks, p.bodies
-	if chunks == nil {
-		// Not brought by the probe: the host cuts its manifest into chunks and sends a
-		// short hash of each (one process each for awk and sha256sum, whatever the number
-		// of chunks).
-		out, err := c.Output(ctx, `c=$(mktemp -d) && trap 'rm -rf "$c"' EXIT && awk -v d="$c" '`+chunkAWK+`' `+mf+` && cd "$c" && set -- * && if [ -e "$1" ]; then sha256sum -- "$@" | cut -c1-16; fi`)
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-		}
-		chunks = strings.Fields(string(out))
-	}
-	known := h.t.chunkIndex()
-	var missing []int
-	for i, c := range chunks {
-		if _, ok := known[c]; !ok {
-			if _, ok := got[i]; !ok {
-				missing = append(missing, i)
-			}
-		}
-	}
-	if len(missing) > 0 {
-		want := " "
-		for _, i := range missing {
-			want += strconv.Itoa(i) + " "
-		}
-		out, err := c.Output(ctx, fmt.Sprintf("awk -v want=%s 'index(want, \" \" (n+0) \" \") {print} "+chunkEnd+" {n++}' %s | gzip -c", sshconn.Quote(want), mf))
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-		}
-		text, err := gunzip(out)
-		if err != nil {
-			return nil, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
-		}
-		if got == nil {
-			got = map[int]string{}
-		}
-		for j, ch := range chunkText(text) {
-			if j < len(missing) {
-				got[missing[j]] = ch
-			}
-		}
-	}
-	var text strings.Builder
-	for i, c := range chunks {
-		if ch, ok := got[i]; ok {
-			text.WriteString(ch)
-		} else {
-			text.WriteString(known[c])
-		}
-	}
-	m, err := ParseManifest([]byte(text.String()))
-	if err != nil || m.sum() != p.liveSum {
-		// Not in canonical form (edited by hand?), or a chunk hash collided: deploy as if
-		// there were no base (everything is sent).
-		return nil, nil
-	}
-	h.t.remember(m)
-	return m, nil
+	return p, sc.Err()
 }
 
 func gunzip(b []byte) ([]byte, error) {
@@ -375,12 +308,12 @@ func (h *Host) Plan(ctx context.Context, r targets.Release) (targets.Change, err
 		ch.Summary = "already live"
 		return ch, nil
 	}
-	base, err := h.liveManifest(ctx, p)
+	rg, err := h.regions(ctx, p, m)
 	if err != nil {
 		return ch, err
 	}
-	d := diffManifests(base, m)
-	ch.Add, ch.Update, ch.Remove, ch.Bytes = d.added, d.updated, d.removedPaths(m), d.bytes
+	d := diffManifests(rg.base, rg.cur)
+	ch.Add, ch.Update, ch.Remove, ch.Bytes = d.added, d.updated, d.removedPaths(rg.cur), d.bytes
 	ch.Summary = fmt.Sprintf("%d to add, %d to change, %d to remove, %d bytes to send", len(ch.Add), len(ch.Update), len(ch.Remove), ch.Bytes)
 	return ch, nil
 }
@@ -413,23 +346,27 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 	if p.live == r.ID {
 		return fmt.Errorf("preparing %q on %s: it is the live release but has no metadata; refusing to overwrite it", r.ID, h.addr)
 	}
-	base, err := h.liveManifest(ctx, p)
+	rg, err := h.regions(ctx, p, m)
 	if err != nil {
 		return err
 	}
 	from := ""
-	if base != nil {
+	if rg.base != nil {
 		from = p.live
 	}
-	d := diffManifests(base, m)
+	d := diffManifests(rg.base, rg.cur)
 	prog := newUploadProgress(targets.ProgressOf(ctx), h.addr, d.send)
-	if err := h.stageAndPlace(ctx, r, m, base, from, d, prog); err != nil {
+	if err := h.stageAndPlace(ctx, r, m, rg, from, d, prog); err != nil {
 		prog.report(true, err)
 		return err
 	}
 	prog.report(true, nil)
-	h.t.remember(m) // the next deploy from this machine need not download it
-	h.t.setLiveHint(h, m.sum())
+	if m.complete() {
+		h.t.remember(m) // the next deploy from this machine need not download it
+		h.t.setLiveHint(h, m.sum())
+	} else {
+		h.t.setLiveHint(h, "") // the host's text is not known here whole
+	}
 	up := Upload{}
 	for _, e := range d.send {
 		up.Files = append(up.Files, e.Path)
@@ -441,7 +378,7 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 
 // stageAndPlace makes the release directory, uploads what d sends, verifies it on the host
 // and completes the release.
-func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Manifest, from string, d *diff, prog *uploadProgress) error {
+func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest, rg region, from string, d *diff, prog *uploadProgress) error {
 	var sc *sftp.Client
 	if len(d.send) > 0 {
 		c, err := h.client(ctx)
@@ -456,63 +393,76 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m, base *Ma
 		defer stop()
 	}
 	stage := func(ctx context.Context) error {
-		if _, err := h.script(ctx, h.stageScript(r.ID, from, base, m, d)); err != nil {
+		if _, err := h.script(ctx, h.stageScript(r.ID, from, m, rg, d)); err != nil {
 			return fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err)
 		}
 		return nil
 	}
 	// A release made from nothing shares no file with the live one: the files go straight
-	// to their paths in it (after the tree is made), verified there, with no renames. Else
-	// staging the release tree and uploading to the staging directory overlap.
+	// to their paths in it (after the tree is made; its manifest is written meanwhile),
+	// verified there, with no renames. Else staging the release tree and uploading to the
+	// staging directory overlap.
 	direct := from == "" && plainNames(d.send)
-	// A large upload is verified in runs while the rest goes out: the host's hashing
-	// overlaps the transfer instead of following it.
-	groups := verifyGroups(d.send)
-	groupOf := make([]int, len(d.send))
-	left := make([]atomic.Int64, len(groups))
-	for gi, g := range groups {
-		left[gi].Store(int64(g[1] - g[0]))
-		for i := g[0]; i < g[1]; i++ {
-			groupOf[i] = gi
+	// A large upload is verified as it lands: the host's hashing overlaps the transfer
+	// instead of following it.
+	var v *streamVerifier
+	if streamed(d.send) {
+		dir := h.staging(r.ID)
+		if direct {
+			dir = h.path + "/releases/" + r.ID
 		}
+		v = h.newStreamVerifier(ctx, dir, len(d.send))
 	}
-	var verifying errgroup.Group
 	sent := func(i int) {
 		prog.fileSent()
-		if groups != nil && left[groupOf[i]].Add(-1) == 0 {
-			g := groups[groupOf[i]]
-			verifying.Go(func() error {
-				if _, err := h.script(ctx, h.verifyFiles(r.ID, d.send[g[0]:g[1]], g[0], direct)); err != nil {
-					return fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(err, d.send))
-				}
-				return nil
-			})
+		if v != nil {
+			name := strconv.Itoa(i)
+			if direct {
+				name = d.send[i].Path
+			}
+			v.add(d.send[i].SHA256, name)
 		}
 	}
 	var err error
 	if direct {
-		if err = stage(ctx); err != nil {
-			return h.explainWrite(ctx, err)
+		if _, err = h.script(ctx, h.treeScript(r.ID, from, d)); err != nil {
+			return h.explainWrite(ctx, fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err))
 		}
-		err = h.upload(ctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			if _, err := h.script(gctx, h.manifestScript(r.ID, from, m, rg)); err != nil {
+				return fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err)
+			}
+			return nil
+		})
+		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true) })
+		err = g.Wait()
 	} else {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
 		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
 		err = g.Wait()
 	}
-	verr := verifying.Wait()
+	var verr error
+	if v != nil {
+		if verr = v.wait(); verr != nil {
+			verr = fmt.Errorf("verifying the files uploaded to %s for release %q: %w", h.addr, r.ID, names(verr, d.send))
+		}
+	}
 	if err != nil {
 		return h.explainWrite(ctx, err)
 	}
 	if verr != nil {
 		return verr
 	}
-	verified := groups != nil
+	verified := v != nil
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
 	finalize := h.finalizeScript(r.ID, d, meta)
+	if verified {
+		finalize = h.modesScript(r.ID, d.send) + finalize // after the renames
+	}
 	switch n := len(d.send); {
 	case n > 0 && direct:
 		s := finalize
@@ -714,8 +664,14 @@ const heredoc = "PUSHDEPLOY_EOF"
 
 // stageScript makes releases/<id> from the live release (hard links) or empty, removes what
 // is gone, creates new directories and symlinks, links the shared paths, and writes the new
-// manifest, checked against the local one's digest.
-func (h *Host) stageScript(id, from string, base, m *Manifest, d *diff) string {
+// manifest: the live one with rg's changes, checked against m (its text when m is complete,
+// else its digest).
+func (h *Host) stageScript(id, from string, m *Manifest, rg region, d *diff) string {
+	return h.treeScript(id, from, d) + h.manifestScript(id, from, m, rg)
+}
+
+// treeScript is stageScript's release tree.
+func (h *Host) treeScript(id, from string, d *diff) string {
 	q := sshconn.Quote
 	var b strings.Builder
 	rel := "releases/" + id
@@ -756,39 +712,52 @@ func (h *Host) stageScript(id, from string, base, m *Manifest, d *diff) string {
 	for _, p := range h.t.o.sharedFiles {
 		link(p, false)
 	}
-	// The manifest: the live one minus what changed plus the new lines, sorted as Go sorts.
-	fmt.Fprintf(&b, "cd ../..\n")
+	return b.String()
+}
+
+// manifestScript is stageScript's manifest: the live one minus what changed plus the new
+// lines, sorted as Go sorts; lines whose content stays take new modification times.
+func (h *Host) manifestScript(id, from string, m *Manifest, rg region) string {
+	q := sshconn.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "set -e\ncd %s\n", q(h.path))
 	// The first line keeps awk's first input non-empty (NR==FNR would else match the second).
 	del, add := []string{"-"}, []string(nil)
-	if base != nil {
-		cur := map[string]bool{}
-		for _, l := range lines(m.Text()) {
-			cur[l] = true
-		}
-		old := map[string]bool{}
-		for _, l := range lines(base.Text()) {
-			old[l] = true
-			if !cur[l] {
-				k, _, _ := strings.Cut(l, " ")
-				del = append(del, k)
+	if rg.base != nil {
+		for i := range rg.base.Entries {
+			o := &rg.base.Entries[i]
+			switch e := rg.cur.Get(o.Path); {
+			case e == nil || e.contentLine() != o.contentLine():
+				del = append(del, escape(o.Path))
+			case e.mtimeField() != o.mtimeField():
+				del = append(del, escape(o.Path)+" "+e.mtimeField())
 			}
 		}
-		for _, l := range lines(m.Text()) {
-			if !old[l] {
-				add = append(add, l)
-			}
+	}
+	for i := range rg.cur.Entries {
+		e := &rg.cur.Entries[i]
+		if o := rg.base.Get(e.Path); o == nil || o.contentLine() != e.contentLine() {
+			add = append(add, e.line())
 		}
-	} else {
-		add = lines(m.Text())
+	}
+	for i := range rg.restat {
+		del = append(del, escape(rg.restat[i].Path)+" "+rg.restat[i].mtimeField())
 	}
 	baseFile := "/dev/null"
-	if base != nil {
+	if rg.base != nil {
 		baseFile = ".pushdeploy/releases/" + from + ".manifest"
 	}
 	mf := ".pushdeploy/releases/" + id + ".manifest"
-	fmt.Fprintf(&b, "{ awk 'NR==FNR{d[$1]=1;next} !($1 in d)' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
+	// A line "path" deletes the path's line, "path mtime" sets its modification time.
+	fmt.Fprintf(&b, "{ awk 'NR==FNR { if (NF > 1) t[$1] = $2; else d[$1] = 1; next } ($1 in d) { next } ($1 in t) { $6 = t[$1] } { print }' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
 		q(baseFile), heredoc, joinLines(del), heredoc, heredoc, joinLines(add), heredoc, mf)
-	fmt.Fprintf(&b, "[ \"$(sha256sum < %s.tmp | cut -c1-64)\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", mf, m.sum())
+	if m.complete() {
+		fmt.Fprintf(&b, "[ \"$(sha256sum < %s.tmp | cut -c1-64)\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", mf, m.sum())
+	} else {
+		fmt.Fprintf(&b, "c=$(mktemp -d)\nawk -v d=\"$c\" '%s' %s.tmp\n", rootAWK, mf)
+		fmt.Fprintf(&b, "r=$(cd \"$c\" && set -- * && if [ -e \"$1\" ]; then sha256sum -- \"$@\" | cut -c1-64; fi | sha256sum | cut -c1-64)\nrm -rf \"$c\"\n")
+		fmt.Fprintf(&b, "[ \"$r\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", m.root())
+	}
 	fmt.Fprintf(&b, "mv -f %s.tmp %s\n", mf, mf)
 	return b.String()
 }
@@ -888,36 +857,17 @@ func plainNames(files []*Entry) bool {
 	return true
 }
 
-// overlapMin is the size of upload from which its files are verified in runs while the
-// rest is sent, and the least size of a run.
+// overlapMin is the size of upload from which its files are verified as they land.
 const overlapMin = 4 << 20
 
-// verifyGroups splits the files to send into runs [from, to) of about equal size, at most
-// 8, each verified once all its files are written; nil for a small upload (verified after
-// it, in the script that completes the release: one round trip less).
-func verifyGroups(send []*Entry) [][2]int {
+// streamed says whether an upload is verified as it lands (streamVerifier); a small one is
+// verified after it, in the script that completes the release: one session less.
+func streamed(send []*Entry) bool {
 	var total int64
 	for _, e := range send {
 		total += e.Size
 	}
-	if len(send) <= shellMoves || total < overlapMin {
-		return nil
-	}
-	n := int(min(8, max(2, total/overlapMin)))
-	per := total / int64(n)
-	var groups [][2]int
-	lo, acc := 0, int64(0)
-	for i, e := range send {
-		acc += e.Size
-		if acc >= per && len(groups) < n-1 {
-			groups = append(groups, [2]int{lo, i + 1})
-			lo, acc = i+1, 0
-		}
-	}
-	if lo < len(send) {
-		groups = append(groups, [2]int{lo, len(send)})
-	}
-	return groups
+	return len(send) > shellMoves && total >= overlapMin
 }
 
 func sortedModes(m map[uint32][]string) []uint32 {

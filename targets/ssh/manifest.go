@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -33,14 +35,44 @@ type Entry struct {
 	SHA256 string
 	// Link is a symlink's target, as written.
 	Link string
+	// Mtime is a regular file's modification time (Unix nanoseconds) as the deploying
+	// machine saw it, 0 when unknown or too recent to be trusted (see racyWindow). It is
+	// recorded with the release on the host, so that a later deploy from any machine can
+	// trust a file whose size and modification time are unchanged (as rsync does); it is no
+	// part of the tree's digest.
+	Mtime int64
 }
 
 // Manifest describes a release tree: every entry, sorted by path. Its text form (one line an
-// entry) is stored with each release on the host, and its SHA-256 is the tree's digest.
+// entry) is stored with each release on the host. Its lines are cut into content-defined
+// chunks, and the tree's digest is the SHA-256 of the list of its chunks' SHA-256 (a
+// two-level hash tree): a machine that trusts a chunk of the live release (every file's
+// size and modification time unchanged) takes that chunk's sum from the host without
+// reading its files.
+//
+// A manifest built with trust is partial: the files of its trusted chunks have no SHA256
+// until a host that lacks those chunks needs their lines (hashChunks).
 type Manifest struct {
 	Entries []Entry
 	byPath  map[string]*Entry
-	text    []byte
+	dir     string // the artifacts, read when trusted chunks are hashed; "" when parsed
+
+	mu     sync.Mutex // guards the SHA256 of trusted chunks' entries, chunks' trust and text
+	chunks []chunk
+	text   []byte // the text form; nil while partial
+}
+
+// chunk is a run of a manifest's entries [lo, hi) that ends after a file whose hash starts
+// with "0" and an octal digit (1 in 32 files), or at the end: a change moves no boundary but
+// its own.
+type chunk struct {
+	sum    string // hex SHA-256 of the chunk's content lines
+	lo, hi int
+	// trusted: taken from a host's live release by size and modification time, not hashed.
+	trusted bool
+	// restat: hashed because size or modification time differed from the live release's;
+	// where its content is the live one's, the host's lines take its modification times.
+	restat bool
 }
 
 // escape writes p as one space-free word: Go quoting, spaces as \x20.
@@ -48,7 +80,8 @@ func escape(p string) string {
 	return strings.ReplaceAll(strconv.Quote(p), " ", `\x20`)
 }
 
-func (e *Entry) line() string {
+// contentLine is the entry's line without its modification time: what the digest covers.
+func (e *Entry) contentLine() string {
 	hash, link := "-", "-"
 	if e.Kind == 'f' {
 		hash = e.SHA256
@@ -59,9 +92,37 @@ func (e *Entry) line() string {
 	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, hash, link)
 }
 
+// line is the entry's line in the text form: the content line and the modification time.
+func (e *Entry) line() string { return e.contentLine() + " " + e.mtimeField() }
+
+func (e *Entry) mtimeField() string {
+	if e.Kind == 'f' && e.Mtime != 0 {
+		return strconv.FormatInt(e.Mtime, 10)
+	}
+	return "-"
+}
+
+// statLine is what size-and-mtime trust compares: the line without the hash. A file whose
+// modification time is unknown here never matches (a host's "-" is no time).
+func (e *Entry) statLine() string {
+	mt := e.mtimeField()
+	if e.Kind == 'f' && e.Mtime == 0 {
+		mt = "?"
+	}
+	link := "-"
+	if e.Kind == 'l' {
+		link = escape(e.Link)
+	}
+	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, mt, link)
+}
+
+func (e *Entry) endsChunk() bool {
+	return e.Kind == 'f' && len(e.SHA256) >= 2 && e.SHA256[0] == '0' && e.SHA256[1] >= '0' && e.SHA256[1] <= '7'
+}
+
 func parseLine(l string) (Entry, error) {
 	f := strings.Split(l, " ")
-	if len(f) != 5 || len(f[1]) < 2 {
+	if (len(f) != 5 && len(f) != 6) || len(f[1]) < 2 {
 		return Entry{}, fmt.Errorf("malformed manifest line %q", l)
 	}
 	var e Entry
@@ -86,30 +147,65 @@ func parseLine(l string) (Entry, error) {
 			return Entry{}, fmt.Errorf("malformed link in manifest line %q", l)
 		}
 	}
+	if len(f) == 6 && f[5] != "-" && e.Kind == 'f' {
+		if e.Mtime, err = strconv.ParseInt(f[5], 10, 64); err != nil {
+			return Entry{}, fmt.Errorf("malformed modification time in manifest line %q", l)
+		}
+	}
 	return e, nil
 }
 
-// newManifest sorts entries as the host's `LC_ALL=C sort` sorts their lines.
-func newManifest(entries []Entry) *Manifest {
-	lines := make([]string, len(entries))
-	idx := map[string]int{}
+// sortEntries sorts entries as the host's `LC_ALL=C sort` sorts their lines: by the escaped
+// path, which decides every comparison of two lines (no escaped path is a prefix of
+// another's: each ends with its one unescaped quote).
+func sortEntries(entries []Entry) {
+	keys := make(map[string]string, len(entries))
 	for i := range entries {
-		lines[i] = entries[i].line()
-		idx[lines[i]] = i
+		keys[entries[i].Path] = escape(entries[i].Path)
 	}
-	sort.Strings(lines)
-	m := &Manifest{byPath: map[string]*Entry{}}
-	var b bytes.Buffer
-	for _, l := range lines {
-		m.Entries = append(m.Entries, entries[idx[l]])
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
+	sort.Slice(entries, func(i, j int) bool { return keys[entries[i].Path] < keys[entries[j].Path] })
+}
+
+// newManifest makes the manifest of entries whose hashes are all known.
+func newManifest(entries []Entry) *Manifest {
+	sortEntries(entries)
+	m := &Manifest{Entries: entries}
+	m.index()
+	m.chunks = cutChunks(entries, 0, len(entries))
+	m.buildText()
+	return m
+}
+
+func (m *Manifest) index() {
+	m.byPath = make(map[string]*Entry, len(m.Entries))
 	for i := range m.Entries {
 		m.byPath[m.Entries[i].Path] = &m.Entries[i]
 	}
+}
+
+func (m *Manifest) buildText() {
+	var b bytes.Buffer
+	for i := range m.Entries {
+		b.WriteString(m.Entries[i].line())
+		b.WriteByte('\n')
+	}
 	m.text = b.Bytes()
-	return m
+}
+
+// cutChunks cuts entries[lo:hi], whose hashes are known and which start a chunk, into chunks.
+func cutChunks(entries []Entry, lo, hi int) []chunk {
+	var out []chunk
+	h := sha256.New()
+	start := lo
+	for i := lo; i < hi; i++ {
+		io.WriteString(h, entries[i].contentLine()+"\n")
+		if entries[i].endsChunk() || i == hi-1 {
+			out = append(out, chunk{sum: hex.EncodeToString(h.Sum(nil)), lo: start, hi: i + 1})
+			h.Reset()
+			start = i + 1
+		}
+	}
+	return out
 }
 
 // ParseManifest reads a manifest's text form.
@@ -133,16 +229,38 @@ func ParseManifest(text []byte) (*Manifest, error) {
 	return newManifest(entries), nil
 }
 
-// Text is the manifest's text form, one entry a line.
-func (m *Manifest) Text() []byte { return m.text }
+// Text is the manifest's text form, one entry a line; nil while the manifest is partial.
+func (m *Manifest) Text() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.text
+}
 
-// Digest is "sha256:" and the hex SHA-256 of the text form.
-func (m *Manifest) Digest() string { return "sha256:" + m.sum() }
+// Digest is "sha256:" and the hex SHA-256 of the lines of its chunks' hex SHA-256, each
+// with a newline.
+func (m *Manifest) Digest() string { return "sha256:" + m.root() }
 
+func (m *Manifest) root() string {
+	h := sha256.New()
+	for _, c := range m.chunks {
+		io.WriteString(h, c.sum+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// sum is the SHA-256 of the text form ("" while partial): the name of a manifest in the
+// cache, and what the host's copy is checked against.
 func (m *Manifest) sum() string {
-	s := sha256.Sum256(m.text)
+	t := m.Text()
+	if t == nil {
+		return ""
+	}
+	s := sha256.Sum256(t)
 	return hex.EncodeToString(s[:])
 }
+
+// complete says whether every hash is known.
+func (m *Manifest) complete() bool { return m.Text() != nil }
 
 // Get returns the entry at p, nil when there is none.
 func (m *Manifest) Get(p string) *Entry {
@@ -161,6 +279,86 @@ func (m *Manifest) Bytes() int64 {
 	return n
 }
 
+// shortSums are the first 16 hex digits of every chunk's sum, in order.
+func (m *Manifest) shortSums() []string {
+	out := make([]string, len(m.chunks))
+	for i, c := range m.chunks {
+		out[i] = c.sum[:16]
+	}
+	return out
+}
+
+// hashChunks hashes the files of the trusted chunks among idx and checks each against the
+// sum it was trusted with; then their entries are known. A mismatch is a file whose content
+// differs from the live release's though its size and modification time are the same.
+func (m *Manifest) hashChunks(idx []int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var files []string
+	var at []int
+	var todo []int
+	for _, ci := range idx {
+		c := m.chunks[ci]
+		if !c.trusted {
+			continue
+		}
+		todo = append(todo, ci)
+		for i := c.lo; i < c.hi; i++ {
+			if m.Entries[i].Kind == 'f' {
+				files = append(files, filepath.Join(m.dir, filepath.FromSlash(m.Entries[i].Path)))
+				at = append(at, i)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	sums, err := hashFiles(files)
+	if err != nil {
+		return fmt.Errorf("reading artifacts in %s: %w", m.dir, err)
+	}
+	for j, i := range at {
+		m.Entries[i].SHA256 = sums[j]
+	}
+	for _, ci := range todo {
+		c := &m.chunks[ci]
+		got := cutChunks(m.Entries, c.lo, c.hi)
+		if len(got) != 1 || got[0].sum != c.sum {
+			return fmt.Errorf("reading artifacts in %s: files from %q to %q have the size and modification time of the live release's but other content: deploy with checksum on (ssh.checksum: true, --checksum) to compare contents",
+				m.dir, m.Entries[c.lo].Path, m.Entries[c.hi-1].Path)
+		}
+		c.trusted = false
+	}
+	for _, c := range m.chunks {
+		if c.trusted {
+			return nil
+		}
+	}
+	m.buildText()
+	return nil
+}
+
+// hashAll makes the manifest complete.
+func (m *Manifest) hashAll() error {
+	idx := make([]int, len(m.chunks))
+	for i := range idx {
+		idx[i] = i
+	}
+	return m.hashChunks(idx)
+}
+
+// entriesOf copies the entries of chunks idx, which must be known (not trusted).
+func (m *Manifest) entriesOf(idx []int) []Entry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Entry
+	for _, ci := range idx {
+		c := m.chunks[ci]
+		out = append(out, m.Entries[c.lo:c.hi]...)
+	}
+	return out
+}
+
 // BuildManifest walks dir (symlinks are not followed) and hashes every regular file. It
 // refuses, before anything is sent anywhere, what could not be deployed safely: symlinks
 // that are absolute or resolve outside the tree, device files, sockets and pipes, and any
@@ -172,6 +370,39 @@ func BuildManifest(dir string, skip ...string) (*Manifest, error) {
 // buildManifest is BuildManifest taking the sums of unchanged files from cache (nil: none)
 // and leaving the new ones there.
 func buildManifest(dir string, cache *hashCache, skip ...string) (*Manifest, error) {
+	w, err := walkTree(dir, cache, skip...)
+	if err != nil {
+		return nil, err
+	}
+	return w.manifest(nil)
+}
+
+// racyWindow: a file modified this close to the walk that reads it may change again within
+// the same clock tick after it; its modification time is neither trusted nor recorded.
+const racyWindow = 2 * time.Second
+
+// walked is an artifact tree as stat saw it, sorted as manifests are.
+type walked struct {
+	dir     string
+	entries []Entry
+	cache   *hashCache
+	infos   map[string]hashEntry // regular files' stat, for the hash cache
+	// unhashed is the size and number of the regular files whose sums the cache did not
+	// have.
+	unhashed      int64
+	unhashedFiles int
+}
+
+// worthTrust says whether hashing what the cache lacks costs more than asking a host which
+// files can be trusted (a round trip): from 4 MiB or 256 files (reading one costs an open
+// and a close besides its bytes).
+func (w *walked) worthTrust() bool {
+	return w.unhashed >= 4<<20 || w.unhashedFiles >= 256
+}
+
+// walkTree reads dir's entries and their stat, with the sums cache has; it refuses what
+// BuildManifest refuses.
+func walkTree(dir string, cache *hashCache, skip ...string) (*walked, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading artifacts: %w", err)
@@ -187,10 +418,8 @@ func buildManifest(dir string, cache *hashCache, skip ...string) (*Manifest, err
 		}
 		return false
 	}
-	var entries []Entry
-	var files []string // of the regular entries, in order, the ones to hash
-	var rels []string
-	var infos []fs.FileInfo
+	w := &walked{dir: dir, cache: cache, infos: map[string]hashEntry{}}
+	racy := time.Now().Add(-racyWindow).UnixNano()
 	err = filepath.WalkDir(dir, func(fp string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -217,12 +446,18 @@ func buildManifest(dir string, cache *hashCache, skip ...string) (*Manifest, err
 		switch t := info.Mode().Type(); {
 		case t == 0:
 			e.Kind, e.Size = 'f', info.Size()
+			if mt := info.ModTime().UnixNano(); mt < racy {
+				e.Mtime = mt
+			}
 			if sum, ok := cache.lookup(rel, info); ok {
 				e.SHA256 = sum
 			} else {
-				files = append(files, fp) // hashed below, in parallel
+				w.unhashed += e.Size
+				w.unhashedFiles++
 			}
-			rels, infos = append(rels, rel), append(infos, info)
+			if st, ok := statEntry(info); ok {
+				w.infos[rel] = st
+			}
 		case t == fs.ModeDir:
 			e.Kind = 'd'
 		case t == fs.ModeSymlink:
@@ -234,41 +469,170 @@ func buildManifest(dir string, cache *hashCache, skip ...string) (*Manifest, err
 		default:
 			return fmt.Errorf("artifact %q is a %s: only files, directories and symlinks can be deployed", rel, t.String())
 		}
-		entries = append(entries, e)
+		w.entries = append(w.entries, e)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading artifacts in %s: %w", dir, err)
 	}
+	sortEntries(w.entries)
+	links := &Manifest{Entries: w.entries}
+	links.index()
+	if err := links.checkLinks(); err != nil {
+		return nil, fmt.Errorf("refusing artifacts in %s: %w", dir, err)
+	}
+	return w, nil
+}
+
+// hashMissing hashes the regular files of entries[lo:hi] that have no sum yet.
+func (w *walked) hashMissing(lo, hi int) error {
+	var files []string
+	var at []int
+	for i := lo; i < hi; i++ {
+		if e := &w.entries[i]; e.Kind == 'f' && e.SHA256 == "" {
+			files = append(files, filepath.Join(w.dir, filepath.FromSlash(e.Path)))
+			at = append(at, i)
+		}
+	}
 	sums, err := hashFiles(files)
 	if err != nil {
-		return nil, fmt.Errorf("reading artifacts in %s: %w", dir, err)
+		return fmt.Errorf("reading artifacts in %s: %w", w.dir, err)
 	}
-	for i, j := 0, 0; i < len(entries); i++ {
-		if entries[i].Kind == 'f' && entries[i].SHA256 == "" {
-			entries[i].SHA256 = sums[j]
+	for j, i := range at {
+		w.entries[i].SHA256 = sums[j]
+	}
+	return nil
+}
+
+// hashUntil hashes the files that have no sum, in order, on every CPU, until stop is
+// closed: the hashing a trust answer may spare starts while the answer is awaited (when
+// nothing can be trusted, as on a first deploy, none of it is lost). all: every file was
+// hashed.
+func (w *walked) hashUntil(stop <-chan struct{}) (all bool, err error) {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range w.entries {
+		e := &w.entries[i]
+		if e.Kind != 'f' || e.SHA256 != "" {
+			continue
+		}
+		select {
+		case <-stop:
+			return false, g.Wait()
+		default:
+		}
+		g.Go(func() error {
+			sum, err := hashFile(filepath.Join(w.dir, filepath.FromSlash(e.Path)))
+			e.SHA256 = sum
+			return err
+		})
+	}
+	return true, g.Wait()
+}
+
+// liveChunk is what a host tells of one chunk of its live manifest: the sum of its content
+// lines, a short sum of its lines without hashes (statLine), and its last path, escaped.
+type liveChunk struct {
+	sum, stat, last string
+}
+
+func statSum(entries []Entry) string {
+	h := sha256.New()
+	for i := range entries {
+		io.WriteString(h, entries[i].statLine()+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// manifest makes the manifest of the walked tree. With live (a host's live manifest's
+// chunks), a chunk whose every entry has the live one's path, kind, mode, size, link and
+// modification time is trusted: its sum is the live chunk's and its files are not read,
+// as rsync's default check trusts size and modification time. Every other file is hashed.
+func (w *walked) manifest(live []liveChunk) (*Manifest, error) {
+	ents := w.entries
+	n := len(ents)
+	// The range of entries each live chunk covers, by path; the last range is what sorts
+	// after the live manifest's last path.
+	ranges := make([][2]int, len(live)+1)
+	j := 0
+	for ci, lc := range live {
+		lo := j
+		for j < n && escape(ents[j].Path) <= lc.last {
 			j++
 		}
+		ranges[ci] = [2]int{lo, j}
 	}
-	if cache != nil {
-		byPath := map[string]string{}
-		for _, e := range entries {
-			if e.Kind == 'f' {
-				byPath[e.Path] = e.SHA256
+	ranges[len(live)] = [2]int{j, n}
+	trusted := make([]bool, len(live))
+	for ci, lc := range live {
+		r := ranges[ci]
+		// The last live chunk need not end at a boundary: with paths after it, its lines
+		// may not be a chunk of the new tree.
+		last := ci == len(live)-1 && ranges[len(live)][1] > ranges[len(live)][0]
+		trusted[ci] = r[1] > r[0] && !last && statSum(ents[r[0]:r[1]]) == lc.stat
+	}
+	// Hash every untrusted range at once (on every CPU).
+	var files []string
+	var at []int
+	for ci := 0; ci <= len(live); ci++ {
+		if ci < len(live) && trusted[ci] {
+			continue
+		}
+		for i := ranges[ci][0]; i < ranges[ci][1]; i++ {
+			if ents[i].Kind == 'f' && ents[i].SHA256 == "" {
+				files = append(files, filepath.Join(w.dir, filepath.FromSlash(ents[i].Path)))
+				at = append(at, i)
 			}
 		}
-		seen := make(map[string]hashEntry, len(rels))
-		for i, rel := range rels {
-			if st, ok := statEntry(infos[i]); ok {
-				st.Sum = byPath[rel]
+	}
+	sums, err := hashFiles(files)
+	if err != nil {
+		return nil, fmt.Errorf("reading artifacts in %s: %w", w.dir, err)
+	}
+	for k, i := range at {
+		ents[i].SHA256 = sums[k]
+	}
+	var chunks []chunk
+	for ci := 0; ci <= len(live); {
+		if ci < len(live) && trusted[ci] {
+			chunks = append(chunks, chunk{sum: live[ci].sum, lo: ranges[ci][0], hi: ranges[ci][1], trusted: true})
+			ci++
+			continue
+		}
+		// An untrusted run: its lines end a chunk when its last file does, else the next
+		// range joins it (hashed too) until they do.
+		lo, hi := ranges[ci][0], ranges[ci][1]
+		ci++
+		for hi > lo && !ents[hi-1].endsChunk() && ci <= len(live) {
+			if err := w.hashMissing(ranges[ci][0], ranges[ci][1]); err != nil {
+				return nil, err
+			}
+			hi = ranges[ci][1]
+			ci++
+		}
+		for _, c := range cutChunks(ents, lo, hi) {
+			c.restat = live != nil
+			chunks = append(chunks, c)
+		}
+	}
+	m := &Manifest{Entries: ents, dir: w.dir, chunks: chunks}
+	m.index()
+	partial := false
+	for _, c := range chunks {
+		partial = partial || c.trusted
+	}
+	if !partial {
+		m.buildText()
+	}
+	if w.cache != nil {
+		seen := make(map[string]hashEntry, len(w.infos))
+		for rel, st := range w.infos {
+			if e := m.Get(rel); e != nil && e.SHA256 != "" {
+				st.Sum = e.SHA256
 				seen[rel] = st
 			}
 		}
-		cache.save(seen)
-	}
-	m := newManifest(entries)
-	if err := m.checkLinks(); err != nil {
-		return nil, fmt.Errorf("refusing artifacts in %s: %w", dir, err)
+		w.cache.save(seen)
 	}
 	return m, nil
 }
@@ -403,7 +767,7 @@ func diffManifests(old, cur *Manifest) *diff {
 		switch {
 		case o == nil:
 			d.added = append(d.added, e.Path)
-		case *o != *e:
+		case !sameContent(o, e):
 			d.updated = append(d.updated, e.Path)
 		}
 		switch e.Kind {
@@ -436,6 +800,13 @@ func diffManifests(old, cur *Manifest) *diff {
 	return d
 }
 
+// sameContent compares two entries but for their modification times.
+func sameContent(a, b *Entry) bool {
+	x, y := *a, *b
+	x.Mtime, y.Mtime = 0, 0
+	return x == y
+}
+
 // coveredBy says whether p lies under one of dirs (removed with it).
 func coveredBy(p string, dirs []string) bool {
 	for _, d := range dirs {
@@ -457,41 +828,17 @@ func (d *diff) removedPaths(cur *Manifest) []string {
 	return out
 }
 
-// A manifest travels in content-defined chunks: a chunk ends after a file whose hash starts
-// with "0" and an octal digit (1 in 32 files), so that a change moves no chunk boundary but
-// its own. The host cuts its manifest the same way (chunkAWK) and sends a short hash per
-// chunk; only the chunks that no manifest known here holds are fetched.
+// The host cuts its manifest into chunks as cutChunks does: a chunk ends after a line whose
+// hash (field 4) starts with "0" and an octal digit. Fields 1 to 5 are a line's content
+// line; the sixth is its modification time.
 const (
 	chunkEnd = `$4 ~ /^0[0-7]/`
-	chunkAWK = `{ f = sprintf("%s/%08d", d, n); print > f } ` + chunkEnd + ` { close(f); n++ }`
+	// chunkAWK writes chunk N's content lines to d/cN and its lines as they are to d/fN.
+	chunkAWK = `{ f = sprintf("%s/c%08d", d, n); g = sprintf("%s/f%08d", d, n); print $1, $2, $3, $4, $5 > f; print > g } ` + chunkEnd + ` { close(f); close(g); n++ }`
+	// rootAWK writes chunk N's content lines to d/N: their sums, in order, hash to the root.
+	rootAWK = `{ f = sprintf("%s/%08d", d, n); print $1, $2, $3, $4, $5 > f } ` + chunkEnd + ` { close(f); n++ }`
+	// trustAWK writes chunk N's content lines to d/cN and its stat lines (statLine: no
+	// hash, the modification time) to d/sN, and prints each chunk's last path.
+	trustAWK = `{ f = sprintf("%s/c%08d", d, n); g = sprintf("%s/s%08d", d, n); print $1, $2, $3, $4, $5 > f; print $1, $2, $3, $6, $5 > g; p = $1 } ` +
+		chunkEnd + ` { close(f); close(g); print p; n++; p = "" } END { if (p != "") print p }`
 )
-
-func endsChunk(line string) bool {
-	f := strings.SplitN(line, " ", 5)
-	return len(f) >= 4 && len(f[3]) >= 2 && f[3][0] == '0' && f[3][1] >= '0' && f[3][1] <= '7'
-}
-
-// chunkText cuts manifest text into chunks, each its lines with their newlines.
-func chunkText(text []byte) []string {
-	var out []string
-	var cur strings.Builder
-	for _, l := range strings.SplitAfter(string(text), "\n") {
-		if l == "" {
-			continue
-		}
-		cur.WriteString(l)
-		if endsChunk(strings.TrimSuffix(l, "\n")) {
-			out = append(out, cur.String())
-			cur.Reset()
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out
-}
-
-func chunkSum(chunk string) string {
-	s := sha256.Sum256([]byte(chunk))
-	return hex.EncodeToString(s[:8])
-}

@@ -34,6 +34,10 @@ type options struct {
 	parallel    int
 	cacheDir    string
 	noCache     bool
+	checksum    bool
+	// awaitTrust: the first host's answer is used even when every file was hashed before
+	// it came (tests of the size-and-mtime trade-off; see export_test.go). Default: off.
+	awaitTrust bool
 }
 
 // User is the SSH login of hosts that name none. Default: "root".
@@ -202,6 +206,14 @@ func ManifestCache(dir string) Option {
 	}
 }
 
+// Checksum hashes every artifact file on every deploy, as rsync --checksum compares
+// contents: no file is trusted by its size and modification time matching the live
+// release's (which would miss a file changed in place with its size kept and its time set
+// back). Default: off (trusted, as rsync's default check).
+func Checksum() Option {
+	return func(o *options) error { o.checksum = true; return nil }
+}
+
 func makeOptions(app string, opts []Option) (*options, error) {
 	o := &options{user: "root", path: "/var/www/" + app, timeout: 15 * time.Second, parallel: 64, restartWait: DefaultRestartTimeout, updatedWait: DefaultUpdatedTimeout}
 	if d, err := os.UserCacheDir(); err == nil {
@@ -251,3 +263,7 @@ func (o *options) conn(user string) []sshconn.Option {
 	}
 	return c
 }
+
+// HashesEverything says whether the target hashes every artifact file on every deploy
+// (Checksum).
+func (t *Target) HashesEverything() bool { return t.o.checksum }

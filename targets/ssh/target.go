@@ -10,12 +10,15 @@
 // changed files go over SFTP, to temporary names, and are verified on the host (sha256sum)
 // before they are renamed into place. A first release (nothing live to share with) gets its
 // files at their paths directly, verified there: it is not complete, and never made live,
-// before its metadata is written last. A large upload is verified in runs while the rest
-// goes out. Nothing is written into a file the live release shares.
+// before its metadata is written last. A large upload is verified as it lands. Nothing is
+// written into a file the live release shares.
 //
-// The first probe of a host from a machine that does not know its live manifest (a fresh
-// CI runner) brings, in the same round trip, the chunks of it that the new tree lacks (the
-// rest is the new tree's own); hosts are dialled while the artifacts are hashed. Everything every kind shares (batches, health checks, rolling back, lock waiting)
+// A machine that has not hashed the artifacts before (a fresh CI runner) trusts the files
+// whose size and modification time are those recorded with the first host's live release,
+// as rsync does by default (trust.go; Checksum turns it off), and hashes the others while
+// the host answers. The first probe of a host brings, in the same round trip, the chunks of
+// its live manifest that the new tree lacks; hosts are dialled while the artifacts are
+// read. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
 // A deploy opens two SSH sessions on a host: SFTP, and a long-lived shell (sshconn.Shells)
@@ -184,8 +187,9 @@ func (t *Target) Close() error {
 }
 
 // ArtifactDigest is the digest a directory of artifacts deploys as: the SHA-256 of its
-// manifest (shared paths left out, as they are not deployed). It reads the directory
-// afresh; Plan and Prepare reuse what it read.
+// manifest's chunk sums (Manifest.Digest; shared paths left out, as they are not
+// deployed). It reads the directory afresh, asking the first host which files it can trust
+// when this machine has not hashed them before; Plan and Prepare reuse what it read.
 //
 // While it hashes, the hosts are dialled (Connect, in the background): the connections the
 // deploy then needs are ready when the digest is, and a dial that fails is retried, and
@@ -257,28 +261,45 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 	if t.o.cacheDir != "" {
 		cache = loadHashCache(t.o.cacheDir, abs)
 	}
-	m, err := buildManifest(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
+	w, err := walkTree(abs, cache, append(append([]string{}, t.o.shared...), t.o.sharedFiles...)...)
+	if err != nil {
+		return nil, err
+	}
+	// Files this machine has not hashed before: the first host's live release says which
+	// of them can be trusted by size and modification time (trust.go). When it cannot be
+	// asked, everything is hashed; the host's error is met again where it is used.
+	var live []liveChunk
+	if w.worthTrust() && !t.o.checksum {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*t.o.timeout)
+		answered := make(chan struct{})
+		var got []liveChunk
+		go func() {
+			defer close(answered)
+			got, _ = t.hosts[0].liveChunks(ctx)
+		}()
+		all, err := w.hashUntil(answered)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("reading artifacts in %s: %w", abs, err)
+		}
+		// Hashed before the host answered: the exact sums are used, nothing is trusted.
+		if !all || t.o.awaitTrust {
+			<-answered
+			live = got
+		}
+		cancel()
+	}
+	m, err := w.manifest(live)
 	if err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
 	t.built[abs] = m
-	t.manifests[m.sum()] = m
+	if m.complete() {
+		t.manifests[m.sum()] = m
+	}
 	t.mu.Unlock()
 	return m, nil
-}
-
-// chunkIndex maps the short hash of every chunk of every manifest known here to its text.
-func (t *Target) chunkIndex() map[string]string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	idx := map[string]string{}
-	for _, m := range t.manifests {
-		for _, c := range chunkText(m.Text()) {
-			idx[chunkSum(c)] = c
-		}
-	}
-	return idx
 }
 
 // cached returns the manifest whose text has SHA-256 sum, from memory or the disk cache.
