@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/pipeline"
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/ssh"
+	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
 // xargsRsync is what a user would script for a fleet: `xargs -P n rsync`, one rsync per
@@ -54,13 +57,13 @@ func BenchmarkFanOutRsync20(b *testing.B) {
 	id := 0
 	for _, c := range []string{"pushdeploy-parallel-20", "xargs-P20-rsync"} {
 		b.Run(c, func(b *testing.B) {
-			var cpu time.Duration
+			var cpu, local time.Duration
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				changeOne(b, src)
 				id++
 				be.settle()
-				c0 := hostCPU()
+				c0, l0 := hostCPU(), localCPU()
 				b.StartTimer()
 				if c == "xargs-P20-rsync" {
 					be.xargsRsync(b, n, src, "rsync-app", all(n))
@@ -68,13 +71,43 @@ func BenchmarkFanOutRsync20(b *testing.B) {
 					be.rollout(b, "app", fmt.Sprintf("r%d", id), src, all(n))
 				}
 				b.StopTimer()
+				local += localCPU() - l0
 				be.settle()
 				cpu += hostCPU() - c0
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)/n, "host-cpu-ms/host")
+			b.ReportMetric(float64(local.Milliseconds())/float64(b.N), "local-cpu-ms/op")
 		})
 	}
+}
+
+// profile writes a CPU profile of what runs until the returned function is called, to
+// $PUSHDEPLOY_BENCH_CPUPROFILE-<name> when that is set: the deploys alone, without the
+// benchmark's setup.
+func profile(b *testing.B, name string) func() {
+	dir := os.Getenv("PUSHDEPLOY_BENCH_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(dir + "-" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// localCPU is the processor time this process and its finished children (rsync, ssh) have
+// used: the deploying side's work.
+func localCPU() time.Duration {
+	var self, kids syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }
 
 // rateLimit shapes host h's veth both ways to rate (tc tbf): the host side of the pair
@@ -174,9 +207,16 @@ func procStatus(field string) int64 {
 	return 0
 }
 
+// openFDs counts this process's open descriptors (names only: no sorting, no stat, so that
+// sampling every 5 ms costs the deploy little).
 func openFDs() int {
-	es, _ := os.ReadDir("/proc/self/fd")
-	return len(es)
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	return len(names) - 1 // less d itself
 }
 
 // BenchmarkFleet200: a one-file change of a 1,000-file / 7 MB tree to 200 hosts (sshd in
@@ -184,7 +224,8 @@ func openFDs() int {
 // host alone; the deploying process's peak RSS (VmHWM, reset before each deploy) and the
 // most file descriptors it had open at once (sampled every 5 ms), and the CPU the hosts' sshd
 // and sessions used per host: 200 hosts share this machine's cores, which 200 machines
-// would not.
+// would not. The peer, in the same run: `xargs -P 25 rsync` of the same change to the same
+// hosts (and rsync to one host), with the CPU it used here and on the hosts.
 func BenchmarkFleet200(b *testing.B) {
 	n := 200
 	if s := os.Getenv("PUSHDEPLOY_BENCH_FLEET"); s != "" {
@@ -192,6 +233,10 @@ func BenchmarkFleet200(b *testing.B) {
 	}
 	hosts := testbench.SSHHosts(b, n, testUser, testbench.SSHNetns())
 	known := testbench.KnownHostsOf(hosts)
+	keys := b.TempDir()
+	keyFile, khFile := filepath.Join(keys, "id"), filepath.Join(keys, "known_hosts")
+	os.WriteFile(keyFile, hosts[0].ClientKey, 0o600)
+	os.WriteFile(khFile, known, 0o600)
 	src := b.TempDir()
 	buf := make([]byte, 7<<20/1000)
 	for i := 0; i < 1000; i++ {
@@ -220,19 +265,64 @@ func BenchmarkFleet200(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// What a user would script: one rsync per host, 25 at a time.
+	rsync := func(b *testing.B, idx []int) {
+		var lines []string
+		for _, i := range idx {
+			host, _, _ := strings.Cut(hosts[i].Addr, ":")
+			lines = append(lines, fmt.Sprintf("%s@%s:%s/", hosts[i].User, host, filepath.Join(hosts[i].Dir, "rsync-app")))
+		}
+		script := fmt.Sprintf(`xargs -P 25 -L 1 rsync -a -e "ssh -i %s -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o BatchMode=yes" %s/`, keyFile, khFile, src)
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("xargs rsync: %v: %s", err, out)
+		}
+	}
+	connect := func(b *testing.B, idx []int) {
+		sem := make(chan struct{}, 25)
+		var wg sync.WaitGroup
+		for _, i := range idx {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				c, err := sshconn.Dial(context.Background(), hosts[i].Addr, sshconn.User(hosts[i].User), sshconn.PrivateKey(hosts[i].ClientKey), sshconn.KnownHosts(known))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				if _, err := c.Output(context.Background(), "true"); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	all := make([]int, n)
 	for i := range all {
 		all[i] = i
 	}
 	rollout(b, "r0", all)
+	rsync(b, all)
 	id := 0
 	for _, c := range []struct {
-		name string
-		idx  []int
-	}{{"one-host", []int{0}}, {fmt.Sprintf("%d-hosts-batches-of-25", n), all}} {
+		name    string
+		idx     []int
+		rsync   bool
+		connect bool // only connect, 25 at a time, and run one command: what any SSH tool pays
+	}{
+		{"one-host", []int{0}, false, false},
+		{fmt.Sprintf("%d-hosts-batches-of-25", n), all, false, false},
+		{"rsync-one-host", []int{0}, true, false},
+		{fmt.Sprintf("rsync-%d-hosts-xargs-P25", n), all, true, false},
+		{fmt.Sprintf("connect-%d-hosts-25-at-a-time", n), all, false, true},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			var peakRSS, peakFDs int64
-			var cpu time.Duration
+			var cpu, local time.Duration
 			hostCPU := func() time.Duration {
 				var d time.Duration
 				for _, i := range c.idx {
@@ -266,10 +356,24 @@ func BenchmarkFleet200(b *testing.B) {
 						}
 					}
 				}()
-				c0 := hostCPU()
+				testbench.WaitSSHIdle(hosts, time.Minute)
+				c0, l0 := hostCPU(), localCPU()
 				b.StartTimer()
-				rollout(b, fmt.Sprintf("r%d", id), c.idx)
+				switch {
+				case c.connect:
+					connect(b, c.idx)
+				case c.rsync:
+					rsync(b, c.idx)
+				default:
+					stopProfile := profile(b, c.name)
+					rollout(b, fmt.Sprintf("r%d", id), c.idx)
+					stopProfile()
+				}
 				b.StopTimer()
+				local += localCPU() - l0
+				if err := testbench.WaitSSHIdle(hosts, time.Minute); err != nil {
+					b.Fatal(err)
+				}
 				cpu += hostCPU() - c0
 				close(stop)
 				wg.Wait()
@@ -277,9 +381,12 @@ func BenchmarkFleet200(b *testing.B) {
 				peakFDs = max(peakFDs, fds.Load())
 				b.StartTimer()
 			}
-			b.ReportMetric(float64(peakRSS)/1024, "peak-RSS-MB")
-			b.ReportMetric(float64(peakFDs), "peak-fds")
+			if !c.rsync && !c.connect {
+				b.ReportMetric(float64(peakRSS)/1024, "peak-RSS-MB")
+				b.ReportMetric(float64(peakFDs), "peak-fds")
+			}
 			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)/float64(len(c.idx)), "host-cpu-ms/host")
+			b.ReportMetric(float64(local.Milliseconds())/float64(b.N), "local-cpu-ms/op")
 		})
 	}
 }

@@ -156,7 +156,6 @@ type Host struct {
 	ssh  *sshconn.Client
 	cli  *client.Client
 	sent SendStats // the last image sent over SSH
-	sh   *shell    // runs the state's commands
 }
 
 // Name is the host's address as given to New.
@@ -178,10 +177,6 @@ func (h *Host) close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
-	if h.sh != nil {
-		h.sh.close()
-		h.sh = nil
-	}
 	if h.cli != nil {
 		errs = append(errs, h.cli.Close())
 		h.cli = nil

@@ -73,20 +73,40 @@ func NewWithRunner(dial func(ctx context.Context) (Runner, error), dir, target s
 func (f *Files) lockFile() string    { return f.dir + "/lock" }
 func (f *Files) historyFile() string { return f.dir + "/history.jsonl" }
 
-// run runs a shell line on the host, input (when not nil) its stdin, and returns its stdout
-// (with the error too: the lock scripts print what they found and exit non-zero).
+// run runs a shell line on the host, input (when not nil: text, a lock or a record) in its
+// variable $in, and returns its stdout (with the error too: the lock scripts print what they
+// found and exit non-zero). The scripts write $in with printf, a builtin: a command a host
+// would start for every write (cat) costs more than the rest of the script.
 func (f *Files) run(ctx context.Context, line string, input []byte) ([]byte, error) {
 	c, err := f.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if bytes.IndexByte(input, 0) >= 0 {
+		return nil, fmt.Errorf("writing the state of %s: the input holds a NUL byte", f.target)
+	}
 	var out bytes.Buffer
 	cmd := sshconn.Cmd{Line: line, Stdout: &out}
-	if input != nil {
+	switch {
+	case input == nil:
+	case len(input) <= maxInline:
+		cmd.Line = "in=" + sshconn.Quote(string(input)) + "\n" + line
+	default:
+		// A session's command line is one argument of sh -c, which Linux bounds (128 KiB).
+		cmd.Line = "in=$(cat; echo .); in=${in%.}\n" + line
 		cmd.Stdin = bytes.NewReader(input)
 	}
 	err = c.RunCmd(ctx, cmd)
 	return out.Bytes(), err
+}
+
+// maxInline is the size up to which input goes in the command line.
+const maxInline = 32 << 10
+
+// mkdirLine creates dir unless it is there (the test is a builtin, mkdir a program).
+func mkdirLine(dir string) string {
+	q := sshconn.Quote(dir)
+	return "[ -d " + q + " ] || mkdir -p " + q
 }
 
 // Exit statuses of the lock scripts.
@@ -100,12 +120,13 @@ const (
 // expired lock at once. The lock file is replaced by rename, so a reader sees a whole lock.
 func (f *Files) guarded(ctx context.Context, body string, input []byte) ([]byte, error) {
 	q := sshconn.Quote
-	line := fmt.Sprintf(`mkdir -p %[1]s || exit 1
+	line := fmt.Sprintf(`%[1]s || exit 1
 command -v flock >/dev/null 2>&1 || { echo 'flock (util-linux) is needed on the host for the deploy lock' >&2; exit %[2]d; }
 exec 9>>%[3]s
 flock -w 30 9 || { echo 'timed out waiting for the lock guard' >&2; exit 1; }
 f=%[4]s
-%[5]s`, q(f.dir), statusNoFlock, q(f.dir+"/lock.guard"), q(f.lockFile()), body)
+tok() { t=; { read -r t && read -r t; } 2>/dev/null <"$f"; }
+%[5]s`, mkdirLine(f.dir), statusNoFlock, q(f.dir+"/lock.guard"), q(f.lockFile()), body)
 	return f.run(ctx, line, input)
 }
 
@@ -148,8 +169,9 @@ func (f *Files) Acquire(ctx context.Context, l targets.Lock) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf(`if [ -s "$f" ] && [ "$(head -n 1 "$f")" -gt %d ] 2>/dev/null; then cat "$f"; exit %d; fi
-cat > "$f.tmp" && mv -f "$f.tmp" "$f" && rm -f "$f.control"
+	body := fmt.Sprintf(`e=; { read -r e; } 2>/dev/null <"$f"
+if [ -n "$e" ] && [ "$e" -gt %d ] 2>/dev/null; then cat "$f"; exit %d; fi
+printf '%%s' "$in" > "$f.tmp" && mv -f "$f.tmp" "$f" && { [ ! -e "$f.control" ] || rm -f "$f.control"; }
 `, time.Now().Unix(), statusHeld)
 	out, err := f.guarded(ctx, body, b)
 	if err == nil {
@@ -172,8 +194,8 @@ func (f *Files) Renew(ctx context.Context, l targets.Lock) error {
 	if err != nil {
 		return err
 	}
-	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" != %s ]; then cat "$f" 2>/dev/null; exit %d; fi
-cat > "$f.tmp" && mv -f "$f.tmp" "$f"
+	body := fmt.Sprintf(`tok; if [ "$t" != %s ]; then cat "$f" 2>/dev/null; exit %d; fi
+printf '%%s' "$in" > "$f.tmp" && mv -f "$f.tmp" "$f"
 `, token(l), statusHeld)
 	out, err := f.guarded(ctx, body, b)
 	if err == nil {
@@ -192,7 +214,7 @@ cat > "$f.tmp" && mv -f "$f.tmp" "$f"
 
 // Release removes the lock when l holds it; someone else's lock is left alone.
 func (f *Files) Release(ctx context.Context, l targets.Lock) error {
-	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" = %s ]; then rm -f "$f" "$f.control"; fi
+	body := fmt.Sprintf(`tok; if [ "$t" = %s ]; then rm -f "$f" "$f.control"; fi
 `, token(l))
 	if _, err := f.guarded(ctx, body, nil); err != nil {
 		return fmt.Errorf("releasing the deploy lock of %s: %w", f.target, err)
@@ -233,7 +255,7 @@ var _ targets.Controller = (*Files)(nil)
 // control file's first line is the lock's token, so that a control never outlives the lock
 // it was meant for.
 func (f *Files) SetControl(ctx context.Context, holder targets.Lock, c *targets.Control) error {
-	body := fmt.Sprintf(`if [ "$(sed -n 2p "$f" 2>/dev/null)" != %s ]; then cat "$f" 2>/dev/null; exit %d; fi
+	body := fmt.Sprintf(`tok; if [ "$t" != %s ]; then cat "$f" 2>/dev/null; exit %d; fi
 rm -f "$f.control"
 `, token(holder), statusHeld)
 	var input []byte
@@ -243,7 +265,7 @@ rm -f "$f.control"
 			return err
 		}
 		input = []byte(token(holder) + "\n" + string(j) + "\n")
-		body += `cat > "$f.control.tmp" && mv -f "$f.control.tmp" "$f.control"` + "\n"
+		body += `printf '%s' "$in" > "$f.control.tmp" && mv -f "$f.control.tmp" "$f.control"` + "\n"
 	}
 	out, err := f.guarded(ctx, body, input)
 	if err == nil {
@@ -275,7 +297,7 @@ func (f *Files) Append(ctx context.Context, record json.RawMessage) error {
 		return fmt.Errorf("appending to the history of %s: the record is not JSON: %w", f.target, err)
 	}
 	b.WriteByte('\n')
-	line := fmt.Sprintf("mkdir -p %s && cat >> %s", sshconn.Quote(f.dir), sshconn.Quote(f.historyFile()))
+	line := fmt.Sprintf(`%s && printf '%%s' "$in" >> %s`, mkdirLine(f.dir), sshconn.Quote(f.historyFile()))
 	if _, err := f.run(ctx, line, b.Bytes()); err != nil {
 		return fmt.Errorf("appending to the history of %s: %w", f.target, err)
 	}

@@ -156,6 +156,47 @@ func TestJournal(t *testing.T) {
 	}
 }
 
+// TestRecordsWrittenWhole: records with quotes and shell syntax, and one larger than a
+// command line takes (it goes on stdin), come back as written, in a session and in the
+// connection's long-lived shells.
+func TestRecordsWrittenWhole(t *testing.T) {
+	f, dir := files(t)
+	inShells, err := NewWithRunner(func(ctx context.Context) (Runner, error) {
+		c, err := f.dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*sshconn.Client).Shells(), nil
+	}, dir, "test app/prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want := []string{
+		`{"s":"it's $HOME and ` + "`id`" + ` \\ \"q\""}`,
+		`{"big":"` + strings.Repeat("x", 100<<10) + `"}`,
+	}
+	for _, w := range []*Files{f, inShells} {
+		for _, r := range want {
+			if err := w.Append(ctx, json.RawMessage(r)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	recs, err := inShells.Records(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 {
+		t.Fatalf("%d records, want 4", len(recs))
+	}
+	for i, r := range recs {
+		if string(r) != want[i%2] {
+			t.Errorf("record %d = %.80q…, want %.80q…", i, r, want[i%2])
+		}
+	}
+}
+
 func TestRelativeDirRefused(t *testing.T) {
 	if _, err := New(nil, "state", "x"); err == nil || !strings.Contains(err.Error(), `"state"`) {
 		t.Errorf("relative dir: %v", err)

@@ -114,28 +114,24 @@ func (h *Host) closeConn() {
 	}
 }
 
-// inlineScript is the size up to which a script is the command line itself; larger ones
-// (with manifest lines) go gzipped on stdin. Every process forked on a host counts when
-// one machine plays many hosts, and a small script forks no gzip and no second shell.
+// inlineScript is the size up to which a script is sent as it is; larger ones (with
+// manifest lines) go gzipped, as the command's input.
 const inlineScript = 8 << 10
 
-// script runs a shell script on the host and returns its stdout.
+// script runs a shell script on the host, in one of its long-lived shells (runner.go), and
+// returns its stdout.
 func (h *Host) script(ctx context.Context, s string) ([]byte, error) {
-	c, err := h.client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if len(s) <= inlineScript {
-		var out bytes.Buffer
-		err = c.RunCmd(ctx, sshconn.Cmd{Line: s, Stdout: &out})
-		return out.Bytes(), err
-	}
-	var in bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&in, gzip.BestSpeed)
-	zw.Write([]byte(s))
-	zw.Close()
+	h.t.forget(h) // known.go
 	var out bytes.Buffer
-	err = c.RunCmd(ctx, sshconn.Cmd{Line: "gzip -dc | sh", Stdin: &in, Stdout: &out})
+	cmd := sshconn.Cmd{Line: s, Stdout: &out}
+	if len(s) > inlineScript {
+		var in bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&in, gzip.BestSpeed)
+		zw.Write([]byte(s))
+		zw.Close()
+		cmd = sshconn.Cmd{Line: "gzip -dc | sh", Stdin: &in, Stdout: &out}
+	}
+	err := h.inShell(ctx, cmd)
 	return out.Bytes(), err
 }
 
@@ -914,9 +910,9 @@ t=.current.pushdeploy-$$
 ln -sfn releases/%[2]s "$t"
 mv -fT "$t" current
 echo %[3]s
-n=$(( $(cat .pushdeploy/activations 2>/dev/null || echo 0) + 1 ))
+n=; { read -r n; } 2>/dev/null <.pushdeploy/activations || true; n=$(( ${n:-0} + 1 ))
 echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activated
-`, q(h.path), id, switchedMarker)
+`, q(h.path), id, switchedMarker) + h.statusAfter()
 	if h.t.o.restart != "" {
 		// The restart gets the release's PUSHDEPLOY_* variables, read from the metadata
 		// the release was prepared with.
@@ -947,7 +943,11 @@ echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activate
 		ctx, cancel = context.WithTimeout(ctx, h.t.o.restartWait)
 		defer cancel()
 	}
-	out, err := h.script(ctx, s)
+	run := h.script
+	if h.t.o.restart != "" {
+		run = h.inSession // the user's command: see runner.go
+	}
+	out, err := run(ctx, s)
 	if err != nil {
 		if bytes.Contains(out, []byte(switchedMarker)) {
 			if ctx.Err() != nil {
@@ -957,6 +957,7 @@ echo $n > .pushdeploy/activations; echo $n > .pushdeploy/releases/%[2]s.activate
 		}
 		return fmt.Errorf("switching %s to release %q: %w", h.addr, id, err)
 	}
+	h.learnStatus(out) // known.go
 	return nil
 }
 
@@ -1015,34 +1016,52 @@ func (h *Host) Discard(ctx context.Context, id string) error {
 		return err
 	}
 	s := fmt.Sprintf(`set -e
-cd %[1]s 2>/dev/null || exit 0
-[ "$(readlink current 2>/dev/null)" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
+cd -P %[1]s 2>/dev/null || exit 0
+%[3]s[ "$l" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
 rm -f .pushdeploy/releases/%[2]s.json
-rm -rf releases/%[2]s .pushdeploy/staging/%[2]s
-rm -f .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
-`, sshconn.Quote(h.path), id)
-	if _, err := h.script(ctx, s); err != nil {
+rm -rf releases/%[2]s .pushdeploy/staging/%[2]s .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
+`, sshconn.Quote(h.path), id, liveLine) + h.statusAfter()
+	out, err := h.script(ctx, s)
+	if err != nil {
 		return fmt.Errorf("discarding release %q on %s: %w", id, h.addr, err)
 	}
+	h.learnStatus(out) // known.go
 	return nil
 }
 
 // Status reports the live release and the kept ones, oldest first. Release directories
 // without metadata (an interrupted upload) are not kept releases; Detail names them.
 func (h *Host) Status(ctx context.Context) (targets.Status, error) {
-	st := targets.Status{Host: h.addr}
-	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
-echo "live $(readlink current 2>/dev/null)"
-for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
-cat .pushdeploy/releases/*.json 2>/dev/null
-set -- .pushdeploy/releases/*.activated
-[ -f "$1" ] && awk 'FNR == 1 { f = FILENAME; sub(/.*\//, "", f); sub(/\.activated$/, "", f); print "activated", f, $0 }' "$@"
-exit 0
-`, sshconn.Quote(h.path))
-	out, err := h.script(ctx, s)
-	if err != nil {
-		return st, fmt.Errorf("reading the status of %s: %w", h.addr, err)
+	if st, ok := h.t.knownStatus(h); ok {
+		return st, nil
 	}
+	out, err := h.script(ctx, fmt.Sprintf("cd -P %s 2>/dev/null || exit 0\n%sexit 0\n", sshconn.Quote(h.path), statusLines))
+	if err != nil {
+		return targets.Status{Host: h.addr}, fmt.Errorf("reading the status of %s: %w", h.addr, err)
+	}
+	return h.parseStatus(out)
+}
+
+// liveLine sets $l to what current points to ("releases/<id>"; "" when there is none), in
+// the application's directory entered with cd -P. Builtins only, but for a dangling link:
+// every program a status starts costs the host more than the rest of it.
+const liveLine = `p=$PWD l=
+if [ -L current ]; then
+  if cd -P current 2>/dev/null; then l=${PWD#"$p"/}; cd "$p"; else l=$(readlink current 2>/dev/null) || l=; fi
+fi
+`
+
+// statusLines print what Status reads, in the application's directory entered with cd -P.
+const statusLines = liveLine + `echo "live $l"
+for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
+set -- .pushdeploy/releases/*.json
+[ -f "$1" ] && cat "$@"
+for f in .pushdeploy/releases/*.activated; do [ -f "$f" ] && read -r n <"$f" && f=${f##*/} && echo "activated ${f%.activated} $n"; done
+`
+
+// parseStatus reads what statusLines printed.
+func (h *Host) parseStatus(out []byte) (targets.Status, error) {
+	st := targets.Status{Host: h.addr}
 	var live string
 	dirs := map[string]bool{}
 	activated := map[string]int64{}
@@ -1110,6 +1129,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // Run runs cmd on the host in path/current (path when nothing is live), with env added to
 // its environment, and returns its output, stdout and stderr together.
 func (h *Host) Run(ctx context.Context, cmd string, env map[string]string) ([]byte, error) {
+	h.t.forget(h) // it may change anything (known.go)
 	q := sshconn.Quote
 	var b strings.Builder
 	fmt.Fprintf(&b, "{ cd %s 2>/dev/null || cd %s 2>/dev/null || true; }; ", q(h.path+"/current"), q(h.path))

@@ -21,6 +21,10 @@
 // read. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
+// A deploy opens two SSH sessions on a host: SFTP, and a long-lived shell (sshconn.Shells)
+// that runs every script, the lock and the history; what the user gives (the restart
+// command, Run, the Updated commands) runs in a session of its own (runner.go).
+//
 // Hosts need what every Linux server has: a POSIX shell, GNU coreutils (cp -al, mv -T,
 // sha256sum), awk, gzip, flock (util-linux, for the deploy lock) and the SFTP subsystem.
 // The web server, process manager or unit serves path/current.
@@ -59,8 +63,12 @@ type Target struct {
 	app, env string
 	o        *options
 	hosts    []*Host
-	locker   *hoststate.Files
+	locker   *deployLock
 	journal  hoststate.Journals
+
+	knownMu sync.Mutex
+	held    bool                     // this target holds the deploy lock
+	known   map[*Host]targets.Status // known.go
 
 	prewarm   sync.Once
 	dialling  sync.WaitGroup // the dials ArtifactDigest starts
@@ -115,13 +123,13 @@ func New(app, env string, hosts []HostConfig, opts ...Option) (*Target, error) {
 	// The lock lives on the primary (first) host, as Kamal's does; the history on every one,
 	// and history reads merge every host's.
 	for _, h := range t.hosts {
-		f, err := hoststate.New(h.client, h.meta(), name+" on "+h.addr)
+		f, err := hoststate.NewWithRunner(h.runner, h.meta(), name+" on "+h.addr)
 		if err != nil {
 			return nil, err
 		}
 		t.journal = append(t.journal, f)
 	}
-	t.locker = t.journal[0]
+	t.locker = &deployLock{Files: t.journal[0], t: t}
 	return t, nil
 }
 

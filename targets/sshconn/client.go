@@ -26,6 +26,7 @@ func (c *Client) Close() error {
 	var err error
 	c.once.Do(func() {
 		close(c.stopKA)
+		c.Shells().Close()
 		err = c.ssh.Close()
 		if c.jump != nil {
 			c.jump.Close()
@@ -181,6 +182,13 @@ func (c *Client) RunCmd(ctx context.Context, cmd Cmd) error {
 
 const pidMarker = "\x1epushdeploy-pid:"
 
+// killGroup is the command line that sends SIGTERM to process group pid and to pid itself,
+// in the login's shell: dash's kill builtin takes a negative pid after the signal but not
+// after "--".
+func killGroup(pid string) string {
+	return "kill -TERM -" + pid + " 2>/dev/null; kill -TERM " + pid + " 2>/dev/null; exit 0"
+}
+
 // kill stops a command whose context ended: a signal to the session, then a kill of its
 // process group from a second session, then the session is closed.
 func (c *Client) kill(s *ssh.Session, pid *pidFilter) {
@@ -192,7 +200,7 @@ func (c *Client) kill(s *ssh.Session, pid *pidFilter) {
 		if k, err := c.ssh.NewSession(); err == nil {
 			n := strconv.Itoa(pid.pid)
 			done := make(chan struct{})
-			go func() { k.Run("kill -TERM -- -" + n + " " + n + " 2>/dev/null"); close(done) }()
+			go func() { k.Run(killGroup(n)); close(done) }()
 			select {
 			case <-done:
 			case <-ctx.Done():

@@ -156,6 +156,9 @@ type Client struct {
 	jump   *Client // owned: closed with c
 	stopKA chan struct{}
 	once   sync.Once
+
+	shellsOnce sync.Once
+	shells     *Shells
 }
 
 // Dial connects to addr ("host:port"; port 22 when omitted) and authenticates.
