@@ -443,6 +443,16 @@ func killTree(root int) {
 
 // descendants lists root and every process below it.
 func descendants(root int) []int {
+	children := processChildren()
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// processChildren is every process's children, by parent pid, as /proc has them now.
+func processChildren() map[int][]int {
 	children := map[int][]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -466,11 +476,7 @@ func descendants(root int) []int {
 		ppid, _ := strconv.Atoi(f[1])
 		children[ppid] = append(children[ppid], pid)
 	}
-	out := []int{root}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
+	return children
 }
 
 // ensureGroup creates group g when it does not exist.

@@ -3,7 +3,6 @@ package testbench
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -34,24 +33,9 @@ func WaitSSHIdle(hosts []*SSHHost, timeout time.Duration) error {
 	}
 	for deadline := time.Now().Add(timeout); ; time.Sleep(10 * time.Millisecond) {
 		busy := 0
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			if _, err := strconv.Atoi(e.Name()); err != nil {
-				continue
-			}
-			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-			if err != nil {
-				continue
-			}
-			i := strings.LastIndexByte(string(b), ')')
-			if i < 0 {
-				continue
-			}
-			if f := strings.Fields(string(b[i+1:])); len(f) > 1 {
-				if ppid, _ := strconv.Atoi(f[1]); servers[ppid] {
-					busy++
-				}
-			}
+		children := processChildren()
+		for pid := range servers {
+			busy += len(children[pid])
 		}
 		if busy == 0 {
 			return nil
