@@ -301,6 +301,22 @@ func (t *Target) Preflight(ctx context.Context) error {
 	return nil
 }
 
+// allowed asks the API server (a SelfSubjectAccessReview) whether the credentials hold p in
+// the target's namespace, on the object name ("" any); p's resource may name a subresource
+// ("pods/log").
+func (t *Target) allowed(ctx context.Context, p Permission, name string) (bool, error) {
+	res, sub, _ := strings.Cut(p.Resource, "/")
+	r, err := t.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: t.ns, Group: p.Group, Resource: res, Subresource: sub, Verb: p.Verb, Name: name,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return r.Status.Allowed, nil
+}
+
 func (t *Target) preflight(ctx context.Context) error {
 	// One review per permission and object named: a Role may grant by resourceNames.
 	type review struct {
@@ -322,16 +338,7 @@ func (t *Target) preflight(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i, rv := range reviews {
 		wg.Go(func() {
-			r, err := t.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: t.ns, Group: rv.p.Group, Resource: rv.p.Resource, Verb: rv.p.Verb, Name: rv.name,
-				}},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			allowed[i] = r.Status.Allowed
+			allowed[i], errs[i] = t.allowed(ctx, rv.p, rv.name)
 		})
 	}
 	wg.Wait()

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -164,16 +163,11 @@ func (t *Target) explainOperator(ctx context.Context, perms []Permission, err er
 	}
 	var missing []string
 	for _, p := range perms {
-		res, sub, _ := strings.Cut(p.Resource, "/")
-		r, rerr := t.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: t.ns, Group: p.Group, Resource: res, Subresource: sub, Verb: p.Verb,
-			}},
-		}, metav1.CreateOptions{})
-		if rerr != nil {
+		ok, aerr := t.allowed(ctx, p, "")
+		if aerr != nil {
 			return err
 		}
-		if !r.Status.Allowed {
+		if !ok {
 			missing = append(missing, p.String())
 		}
 	}
