@@ -377,7 +377,7 @@ func RenderRecord(w io.Writer, r *Record) {
 	for _, h := range r.Hosts {
 		line := fmt.Sprintf("  %s: %s", h.Host, h.Outcome)
 		if h.Sent != nil {
-			line += fmt.Sprintf(" (sent %d %s, %s)", h.Sent.Files, unit(targets.Transfer{Layers: h.Sent.Layers}), bytesText(h.Sent.Bytes))
+			line += fmt.Sprintf(" (sent %d %s, %s)", h.Sent.Files, unit(h.Sent.Layers), bytesText(h.Sent.Bytes))
 		}
 		if h.Step != "" {
 			line += " at " + h.Step

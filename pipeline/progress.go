@@ -107,7 +107,7 @@ func (p *progress) Upload(host string, t targets.Transfer) {
 		// The registry tells a host its layers and their sizes as the pull goes.
 		fmt.Fprintf(p.out, "%s: pulling the image\n", host)
 	case t.TotalFiles > 0:
-		fmt.Fprintf(p.out, "%s: uploading %d %s, %s\n", host, t.TotalFiles, unit(t), bytesText(t.TotalBytes))
+		fmt.Fprintf(p.out, "%s: uploading %d %s, %s\n", host, t.TotalFiles, unit(t.Layers), bytesText(t.TotalBytes))
 	default:
 		return
 	}
@@ -123,11 +123,11 @@ func (p *progress) line(host string, t targets.Transfer) {
 	took := time.Since(p.started[host]).Round(10 * time.Millisecond)
 	switch {
 	case t.Err != nil:
-		fmt.Fprintf(p.out, "%s: %s stopped after %d of %d %s, %s of %s\n", host, verb(t, "upload", "pull"), t.Files, t.TotalFiles, unit(t), bytesText(t.Bytes), bytesText(t.TotalBytes))
+		fmt.Fprintf(p.out, "%s: %s stopped after %d of %d %s, %s of %s\n", host, verb(t, "upload", "pull"), t.Files, t.TotalFiles, unit(t.Layers), bytesText(t.Bytes), bytesText(t.TotalBytes))
 	case t.TotalFiles == 0:
 		fmt.Fprintf(p.out, "%s: nothing to %s\n", host, verb(t, "upload", "pull"))
 	default:
-		fmt.Fprintf(p.out, "%s: %s %d %s, %s in %s\n", host, verb(t, "uploaded", "pulled"), t.Files, unit(t), bytesText(t.Bytes), took)
+		fmt.Fprintf(p.out, "%s: %s %d %s, %s in %s\n", host, verb(t, "uploaded", "pulled"), t.Files, unit(t.Layers), bytesText(t.Bytes), took)
 	}
 	p.reported[host] = t
 }
@@ -149,7 +149,7 @@ func (p *progress) tick(stop chan struct{}) {
 				if t.TotalBytes > 0 {
 					pct = int(t.Bytes * 100 / t.TotalBytes)
 				}
-				fmt.Fprintf(p.out, "%s: %s: %d/%d %s, %s/%s (%d%%)\n", host, verb(t, "uploading", "pulling"), t.Files, t.TotalFiles, unit(t), bytesText(t.Bytes), bytesText(t.TotalBytes), pct)
+				fmt.Fprintf(p.out, "%s: %s: %d/%d %s, %s/%s (%d%%)\n", host, verb(t, "uploading", "pulling"), t.Files, t.TotalFiles, unit(t.Layers), bytesText(t.Bytes), bytesText(t.TotalBytes), pct)
 				p.reported[host] = t
 			}
 		}
@@ -229,8 +229,8 @@ func verb(t targets.Transfer, upload, pull string) string {
 }
 
 // unit is what a transfer counts: files, or an image's layers.
-func unit(t targets.Transfer) string {
-	if t.Layers {
+func unit(layers bool) string {
+	if layers {
 		return "layer(s)"
 	}
 	return "file(s)"
