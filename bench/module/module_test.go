@@ -7,7 +7,9 @@
 //     its text, less load: the cost of any function of any module on this engine (its
 //     runtime container started, the SDK's calls back, the result returned);
 //   - export: the artifacts directory given with --artifacts exported into the function;
-//   - the deploy itself: the record's own duration, the same code as the CLI's.
+//   - the deploy itself: the record's own duration, the same code as the CLI's;
+//   - the floor: `dagger call hello` of testdata/floor, a Go module whose one function
+//     returns a constant: what any call of any Go module costs here, load included.
 //
 // PUSHDEPLOY_BENCH_TRACE=PREFIX writes every command's --progress=plain output to
 // PREFIX.<time>, for the engine's own spans.
@@ -97,7 +99,9 @@ environments:
 	run(cli, dagger("call", "--source", ".", "--ssh-key", "env:SSH_KEY", "deploy", "--env", "mod", "--artifacts", "dist")...)
 	run(pd, "deploy", "--env", "cli", "--artifacts", "dist", "-f", "pushdeploy.yaml", "--ssh-key", "env:SSH_KEY")
 
-	var mod, cl, load, call, modDeploy, cliDeploy time.Duration
+	floor := filepath.Join(root, "bench", "module", "testdata", "floor")
+	run(cli, "--progress=plain", "-m", floor, "call", "hello")
+	var mod, cl, load, call, modDeploy, cliDeploy, floorCall time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		buf := make([]byte, 16<<10)
@@ -113,6 +117,8 @@ environments:
 		load += d
 		d, _ = run(cli, dagger("call", "--source", ".", "config", "--env", "mod")...)
 		call += d
+		d, _ = run(cli, "--progress=plain", "-m", floor, "call", "hello")
+		floorCall += d
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(mod.Milliseconds())/n, "module-ms")
@@ -120,6 +126,8 @@ environments:
 	b.ReportMetric(float64((mod-cl).Milliseconds())/n, "overhead-ms")
 	b.ReportMetric(float64(load.Milliseconds())/n, "load-ms")
 	b.ReportMetric(float64(call.Milliseconds())/n, "call-ms")
+	b.ReportMetric(float64(floorCall.Milliseconds())/n, "floor-ms")
+	b.ReportMetric(float64((mod-cl-floorCall).Milliseconds())/n, "beyond-floor-ms")
 	b.ReportMetric(float64(modDeploy.Milliseconds())/n, "module-record-ms")
 	b.ReportMetric(float64(cliDeploy.Milliseconds())/n, "cli-record-ms")
 }
