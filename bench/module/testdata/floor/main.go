@@ -8,4 +8,5 @@ package main
 type Floor struct{}
 
 // Return a fixed string.
+// +cache="never"
 func (m *Floor) Hello() string { return "hello" }
