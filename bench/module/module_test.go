@@ -65,7 +65,8 @@ environments:
     ssh: {hosts: [%q], user: %s, key: env:SSH_KEY, known_hosts: file:known_hosts, path: %s}
 `, h.Addr, h.User, filepath.Join(h.Dir, "mod"), h.Addr, h.User, filepath.Join(h.Dir, "cli"))
 	must(b, os.WriteFile(filepath.Join(dir, "pushdeploy.yaml"), []byte(file), 0o644))
-	pd := filepath.Join(dir, "pushdeploy")
+	// Not in the source directory: the constructor would take its 85 MB as part of the source.
+	pd := filepath.Join(b.TempDir(), "pushdeploy")
 	build := exec.Command("go", "build", "-o", pd, "./cmd/pushdeploy")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
