@@ -6,34 +6,58 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testbench"
 )
 
 // paired measures several ways of doing the same thing in turn within each iteration, so
 // that a machine whose load changes (other builds on its two cores) weighs on each alike;
 // each way's mean wall time and bytes on the wire are reported.
+// With a host (withCPU), the processor time each used there and here is reported too.
 type paired struct {
 	names []string
 	wall  map[string]time.Duration
 	wire  map[string]int64
+	host  *testbench.SSHHost
+	hcpu  map[string]time.Duration
+	lcpu  map[string]time.Duration
 }
 
 func newPaired(names ...string) *paired {
-	return &paired{names: names, wall: map[string]time.Duration{}, wire: map[string]int64{}}
+	return &paired{names: names, wall: map[string]time.Duration{}, wire: map[string]int64{},
+		hcpu: map[string]time.Duration{}, lcpu: map[string]time.Duration{}}
 }
+
+// withCPU makes measure count the processor time of h's sshd and its sessions (host-cpu-s)
+// and of this process and its children (local-cpu-s: the deploy, or rsync and ssh; both
+// with the counting proxy's copying).
+func (pr *paired) withCPU(h *testbench.SSHHost) *paired { pr.host = h; return pr }
 
 // measure times run (everything it does, as one deploy or one rsync) and counts p's bytes.
 func (pr *paired) measure(p *proxy, name string, run func()) {
 	p.reset()
+	var h0, l0 time.Duration
+	if pr.host != nil {
+		h0, l0 = pr.host.CPU(), localCPU()
+	}
 	t0 := time.Now()
 	run()
 	pr.wall[name] += time.Since(t0)
-	pr.wire[name] += p.total()
+	pr.wire[name] += p.total() // waits for the connections to close: their sessions ended
+	if pr.host != nil {
+		pr.hcpu[name] += pr.host.CPU() - h0
+		pr.lcpu[name] += localCPU() - l0
+	}
 }
 
 func (pr *paired) report(b *testing.B) {
 	for _, n := range pr.names {
 		b.ReportMetric(pr.wall[n].Seconds()/float64(b.N), n+"-s")
 		b.ReportMetric(float64(pr.wire[n])/float64(b.N), n+"-B")
+		if pr.host != nil {
+			b.ReportMetric(pr.hcpu[n].Seconds()/float64(b.N), n+"-host-cpu-s")
+			b.ReportMetric(pr.lcpu[n].Seconds()/float64(b.N), n+"-local-cpu-s")
+		}
 	}
 }
 
@@ -80,6 +104,25 @@ func BenchmarkFirstDeploy100MbitPaired(b *testing.B) {
 	src := makeTree(b)
 	p := be.proxies[0]
 	pr := newPaired("pushdeploy", "rsync")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		os.RemoveAll(be.cache)
+		app := fmt.Sprintf("first%d", seq.Add(1))
+		pr.measure(p, "pushdeploy", func() { be.deployOne(b, app, 0, "r1", src) })
+		dest := filepath.Join(be.hosts[0].Dir, fmt.Sprintf("rsync-first%d", seq.Add(1)))
+		pr.measure(p, "rsync", func() { be.rsync(b, 0, src, dest) })
+	}
+	pr.report(b)
+}
+
+// BenchmarkFirstDeployPaired: BenchmarkFirstDeploy's two (no shaping: loopback, where the
+// processor time decides, the host's and the deploying side's sharing the machine's
+// cores), in turn each iteration, with the processor time each used.
+func BenchmarkFirstDeployPaired(b *testing.B) {
+	be := newBench(b, 1)
+	src := makeTree(b)
+	p := be.proxies[0]
+	pr := newPaired("pushdeploy", "rsync").withCPU(be.hosts[0])
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		os.RemoveAll(be.cache)
