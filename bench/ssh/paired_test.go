@@ -3,6 +3,7 @@ package sshbench
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -97,39 +98,66 @@ func BenchmarkOneFileChangedPaired(b *testing.B) {
 	pr.report(b)
 }
 
-// BenchmarkFirstDeploy100MbitPaired: BenchmarkFirstDeploy100Mbit's two, in turn each
-// iteration.
+// BenchmarkFirstDeploy100MbitPaired: BenchmarkFirstDeploy100Mbit's, in turn each
+// iteration: pushdeploy (a tar stream), pushdeploy where the host has no GNU tar (SFTP),
+// rsync.
 func BenchmarkFirstDeploy100MbitPaired(b *testing.B) {
-	be := newNetnsBench(b, 1, "100mbit")
+	noTar, path := tarSwitch(b)
+	be := newNetnsBench(b, 1, "100mbit", path)
+	firstDeploys(b, be, noTar, newPaired("pushdeploy", "pushdeploy-sftp", "rsync"))
+}
+
+// tarSwitch is a host PATH whose tar is the real one until noTar(true) makes it fail (as
+// on a host without GNU tar): the target then sends over SFTP.
+func tarSwitch(b *testing.B) (noTar func(bool), path testbench.SSHOption) {
+	real, err := exec.LookPath("tar")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "pdbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	off := filepath.Join(dir, "off")
+	os.WriteFile(filepath.Join(dir, "tar"), []byte("#!/bin/sh\n[ ! -e "+off+" ] || exit 1\nexec "+real+" \"$@\"\n"), 0o755)
+	return func(on bool) {
+		if on {
+			os.WriteFile(off, nil, 0o644)
+		} else {
+			os.Remove(off)
+		}
+	}, testbench.SSHSetEnv("PATH", dir+":/usr/local/bin:/usr/bin:/bin")
+}
+
+// firstDeploys measures pr's ways of a first deploy of the bench's tree to be's host.
+func firstDeploys(b *testing.B, be *bench, noTar func(bool), pr *paired) {
 	src := makeTree(b)
 	p := be.proxies[0]
-	pr := newPaired("pushdeploy", "rsync")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		os.RemoveAll(be.cache)
-		app := fmt.Sprintf("first%d", seq.Add(1))
-		pr.measure(p, "pushdeploy", func() { be.deployOne(b, app, 0, "r1", src) })
-		dest := filepath.Join(be.hosts[0].Dir, fmt.Sprintf("rsync-first%d", seq.Add(1)))
-		pr.measure(p, "rsync", func() { be.rsync(b, 0, src, dest) })
+		for _, name := range pr.names {
+			if name == "rsync" {
+				dest := filepath.Join(be.hosts[0].Dir, fmt.Sprintf("rsync-first%d", seq.Add(1)))
+				pr.measure(p, name, func() { be.rsync(b, 0, src, dest) })
+				continue
+			}
+			noTar(name == "pushdeploy-sftp")
+			os.RemoveAll(be.cache)
+			app := fmt.Sprintf("first%d", seq.Add(1))
+			pr.measure(p, name, func() { be.deployOne(b, app, 0, "r1", src) })
+		}
 	}
+	noTar(false)
 	pr.report(b)
 }
 
-// BenchmarkFirstDeployPaired: BenchmarkFirstDeploy's two (no shaping: loopback, where the
-// processor time decides, the host's and the deploying side's sharing the machine's
-// cores), in turn each iteration, with the processor time each used.
+// BenchmarkFirstDeployPaired: BenchmarkFirstDeploy100MbitPaired's three with no shaping
+// (loopback, where the processor time decides, the host's and the deploying side's sharing
+// the machine's cores), with the processor time each used.
 func BenchmarkFirstDeployPaired(b *testing.B) {
-	be := newBench(b, 1)
-	src := makeTree(b)
-	p := be.proxies[0]
-	pr := newPaired("pushdeploy", "rsync").withCPU(be.hosts[0])
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		os.RemoveAll(be.cache)
-		app := fmt.Sprintf("first%d", seq.Add(1))
-		pr.measure(p, "pushdeploy", func() { be.deployOne(b, app, 0, "r1", src) })
-		dest := filepath.Join(be.hosts[0].Dir, fmt.Sprintf("rsync-first%d", seq.Add(1)))
-		pr.measure(p, "rsync", func() { be.rsync(b, 0, src, dest) })
-	}
-	pr.report(b)
+	noTar, path := tarSwitch(b)
+	be := newBench(b, 1, path)
+	firstDeploys(b, be, noTar, newPaired("pushdeploy", "pushdeploy-sftp", "rsync").withCPU(be.hosts[0]))
 }

@@ -449,7 +449,10 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		if serr != nil {
 			return h.explainWrite(ctx, fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, serr))
 		}
-		useTar = tarMaybe && strings.Contains(string(out), tarReady)
+		var th tarHost
+		if tarMaybe {
+			th, useTar = parseTarProbe(out)
+		}
 		if tarMaybe && !useTar {
 			if err := openSFTP(); err != nil {
 				return err
@@ -466,7 +469,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 			return nil
 		})
 		if useTar {
-			g.Go(func() error { return h.sendTar(gctx, r.ID, r.Artifacts, d.send, prog) })
+			g.Go(func() error { return h.sendTar(gctx, th, r.ID, r.Artifacts, d.send, prog) })
 		} else {
 			g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true) })
 		}

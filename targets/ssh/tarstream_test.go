@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +56,30 @@ func pathWith(t *testing.T, scripts map[string]string) testbench.SSHOption {
 	return testbench.SSHSetEnv("PATH", dir+":/usr/local/bin:/usr/bin:/bin")
 }
 
+// pathWithout is a host PATH with every program of the usual directories but names (as on
+// a host that lacks them).
+func pathWithout(t *testing.T, names ...string) testbench.SSHOption {
+	dir, err := os.MkdirTemp("", "pdpath")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	skip := map[string]bool{}
+	for _, n := range names {
+		skip[n] = true
+	}
+	for _, d := range []string{"/usr/local/bin", "/usr/bin", "/bin"} {
+		es, _ := os.ReadDir(d)
+		for _, e := range es {
+			if !skip[e.Name()] {
+				os.Symlink(filepath.Join(d, e.Name()), filepath.Join(dir, e.Name())) // the first one stays
+			}
+		}
+	}
+	return testbench.SSHSetEnv("PATH", dir)
+}
+
 // noGNUTar is a host PATH whose tar is not GNU tar (as on a busybox host).
 func noGNUTar(t *testing.T) testbench.SSHOption {
 	return pathWith(t, map[string]string{"tar": "echo 'tar: not GNU tar' >&2; exit 1\n"})
@@ -94,13 +117,26 @@ func fileState(t *testing.T, dir string) map[string]string {
 }
 
 // A large first release goes as one tar stream where the host has GNU tar (two sessions:
-// the stream and the shell), over SFTP where it has not (a session more: SFTP and the
-// check beside it); both make the same tree, the same modes, links and directories, and
-// files whose modification time is the upload's, not the deploying machine's, which the
-// manifest records.
+// the stream and the shell), zstd-framed and checked with b2sum, or gzip-framed and
+// checked with sha256sum where it lacks them; over SFTP where it has no GNU tar (a session
+// more: SFTP and the check beside it). All make the same tree, the same modes, links and
+// directories, and files whose modification time is the upload's, not the deploying
+// machine's (which the manifest records).
 func TestFirstDeployStreamsAsSFTPWould(t *testing.T) {
-	withTar := testbench.SSHHosts(t, 1, testUser, testbench.SSHLogSessions())[0]
-	without := testbench.SSHHosts(t, 1, testUser, testbench.SSHLogSessions(), noGNUTar(t))[0]
+	type host struct {
+		name             string
+		h                *testbench.SSHHost
+		sessions         int
+		zstd, b2sum, tar bool
+	}
+	start := func(opts ...testbench.SSHOption) *testbench.SSHHost {
+		return testbench.SSHHosts(t, 1, append([]testbench.SSHOption{testUser, testbench.SSHLogSessions()}, opts...)...)[0]
+	}
+	hosts := []host{
+		{"zstd", start(), 2, true, true, true},
+		{"gzip", start(pathWithout(t, "zstd", "b2sum")), 2, false, false, true},
+		{"sftp", start(noGNUTar(t)), 3, false, false, false},
+	}
 	files := streamTree("v1")
 	src := writeTree(t, files)
 	os.Mkdir(filepath.Join(src, "void"), 0o700) // an empty directory
@@ -112,45 +148,55 @@ func TestFirstDeployStreamsAsSFTPWould(t *testing.T) {
 		return nil
 	})
 	t0 := time.Now().Add(-2 * time.Second) // the file system's times may be coarse
-	states := map[string]map[string]string{}
-	for _, h := range []*testbench.SSHHost{withTar, without} {
+	var first map[string]string
+	for _, hh := range hosts {
+		h := hh.h
 		tg := newTarget(t, []*testbench.SSHHost{h}, ssh.Restart(""))
 		before := h.Sessions()
 		deploy(t, tg, release(t, tg, "r1", src))
+		if n := h.Sessions() - before; n != hh.sessions {
+			t.Errorf("%s: the deploy opened %d sessions; want %d", hh.name, n, hh.sessions)
+		}
+		out, err := tg.Hosts()[0].(targets.Commander).Run(context.Background(), ssh.TarProbe, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zstd, b2sum, ok := ssh.ParseTarProbe(out); zstd != hh.zstd || b2sum != hh.b2sum || ok != hh.tar {
+			t.Errorf("%s: the host has GNU tar %v, zstd %v, b2sum %v; want %v, %v, %v", hh.name, ok, zstd, b2sum, hh.tar, hh.zstd, hh.b2sum)
+		}
 		tg.Close()
 		assertServes(t, h, files)
-		n := h.Sessions() - before
-		if h == withTar && n != 2 {
-			t.Errorf("the stream's deploy opened %d sessions; want 2 (the shell and the stream)", n)
-		}
-		if h == without && n != 3 {
-			t.Errorf("the deploy to a host without GNU tar opened %d sessions; want 3 (the shell, SFTP and its check)", n)
-		}
 		cur, err := filepath.EvalSymlinks(filepath.Join(appDir(h), "current"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		states[h.Name] = fileState(t, cur)
 		for _, p := range []string{"index.html", "d1/f001.bin", "a b/é ü/naïve file.txt"} {
 			st, err := os.Stat(filepath.Join(cur, p))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if st.ModTime().Before(t0) {
-				t.Errorf("%s: %q has modification time %v; want the upload's", h.Name, p, st.ModTime())
+				t.Errorf("%s: %q has modification time %v; want the upload's", hh.name, p, st.ModTime())
 			}
 		}
-	}
-	if a, b := states[withTar.Name], states[without.Name]; !reflect.DeepEqual(a, b) {
-		for p := range a {
-			if a[p] != b[p] {
-				t.Errorf("%q: streamed %q, over SFTP %q", p, a[p], b[p])
+		state := fileState(t, cur)
+		if got := state["void"]; !strings.HasPrefix(got, "drwx------") {
+			t.Errorf("%s: the empty directory: %q; want drwx------", hh.name, got)
+		}
+		if first == nil {
+			first = state
+			continue
+		}
+		for p := range first {
+			if first[p] != state[p] {
+				t.Errorf("%q: %s %.60q, %s %.60q", p, hosts[0].name, first[p], hh.name, state[p])
 			}
 		}
-		t.Fatalf("the streamed release differs from the one sent over SFTP")
-	}
-	if got := states[withTar.Name]["void"]; !strings.HasPrefix(got, "drwx------") {
-		t.Errorf("the empty directory: %q; want drwx------", got)
+		for p := range state {
+			if _, ok := first[p]; !ok {
+				t.Errorf("%q: %s has it, %s not", p, hh.name, hosts[0].name)
+			}
+		}
 	}
 }
 
