@@ -39,13 +39,16 @@ func (pr *paired) measure(p *proxy, name string, run func()) {
 	p.reset()
 	var h0, l0 time.Duration
 	if pr.host != nil {
+		testbench.WaitSSHIdle([]*testbench.SSHHost{pr.host}, 10*time.Second)
 		h0, l0 = pr.host.CPU(), localCPU()
 	}
 	t0 := time.Now()
 	run()
 	pr.wall[name] += time.Since(t0)
-	pr.wire[name] += p.total() // waits for the connections to close: their sessions ended
+	pr.wire[name] += p.total()
 	if pr.host != nil {
+		// Outside the wall time: the sessions' processes have ended and were counted.
+		testbench.WaitSSHIdle([]*testbench.SSHHost{pr.host}, 10*time.Second)
 		pr.hcpu[name] += pr.host.CPU() - h0
 		pr.lcpu[name] += localCPU() - l0
 	}

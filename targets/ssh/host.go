@@ -498,7 +498,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
 	finalize := h.finalizeScript(r.ID, d, meta)
-	if verified {
+	if verified && !(useTar && plainModes(d.send)) { // the stream gives plain modes itself
 		finalize = h.modesScript(r.ID, d.send) + finalize // after the renames
 	}
 	switch n := len(d.send); {

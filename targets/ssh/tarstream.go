@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -20,29 +19,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
 )
 
-// The files of a release made from nothing (direct) go, when the host has GNU tar and GNU
-// head, as one stream over one SSH session instead of SFTP: SFTP costs about 440 bytes a
-// file in requests and replies, and the streamed check's list 80 more. The stream is cut in
-// batches of about streamBatch bytes of content, each a line with its length and then a
-// tar archive, compressed so that only the tar headers and padding are: with zstd where
-// the host has it (compressed frames for the headers, raw frames for the content, which
-// zstd -d copies), else gzip (one member a batch: small compressed deflate blocks for the
-// headers, stored blocks for the content). The content itself is not compressed: no CPU is
-// spent on content that is usually compressed already. About 80-100 bytes a file in all.
-// On the host `head -c` reads each batch exactly (GNU head reads no more than it is asked),
-// `zstd -dc | tar -x` (or gzip) writes its files at their paths, and while the next batch
-// streams, the batch's files are hashed from disk in the background (b2sum where the host
-// has it: it is 3 times as fast as sha256sum without SHA instructions; the content's
-// BLAKE2b is computed here as it is sent, besides the SHA-256 that checks it against the
-// manifest): the host prints one SHA-256 of the hashing's lines for the batch, which is
-// compared here with the lines' expected sum. A batch that differs is checked file by file
-// against the manifest to name the files.
+// The files of a release made from nothing (direct) go, when the host has GNU tar, as one
+// tar stream over one SSH session instead of SFTP: SFTP costs about 440 bytes a file in
+// requests and replies, and the streamed check's list 80 more. Only the tar headers and
+// padding are compressed: with zstd where the host has it (a compressed frame for each
+// file's header, a raw frame for its content, which zstd -d copies), else gzip (one member:
+// small compressed deflate blocks for the headers, stored blocks for the content). No CPU
+// is spent on content that is usually compressed already; about 80-100 bytes a file in all.
+// On the host one `zstd -dc | tar -xv` (or gzip) writes the files at their paths and names
+// each as it reaches its header, that is once the file before it is written whole. The
+// files are checked in batches of about streamBatch bytes of content: when the first file
+// of the next batch is named, the batch's files are hashed from disk in the background
+// while the stream goes on (b2sum where the host has it: 3 times as fast as sha256sum
+// without SHA instructions; the content's BLAKE2b is computed here as it is sent, besides
+// the SHA-256 that checks it against the manifest), and the host prints one SHA-256 of the
+// hashing's lines for the batch, compared here with the lines' expected sum. Only the last
+// batch is left to check when the last byte is out. A batch that differs is checked file by
+// file against the manifest to name the files.
 
 // streamBatch is the size of content after which a batch of the stream ends: the host
 // hashes a batch while the next one comes, so the last one is what is left to check when
@@ -53,9 +53,9 @@ const streamBatch = 4 << 20
 // the words zstd and b2sum for the programs it has.
 const tarReady = "pushdeploy-tar-stream"
 
-// tarProbe, added to the tree script, says whether the host has GNU tar and GNU head, and
-// zstd and b2sum.
-const tarProbe = `case "$(tar --version 2>/dev/null)$(head --version 2>/dev/null)" in *"GNU tar"*"GNU coreutils"*)
+// tarProbe, added to the tree script, says whether the host has GNU tar, and zstd and
+// b2sum.
+const tarProbe = `case "$(tar --version 2>/dev/null)" in *"GNU tar"*)
   echo ` + tarReady + ` $(command -v zstd >/dev/null && echo zstd) $(command -v b2sum >/dev/null && echo b2sum) ;;
 esac
 `
@@ -101,7 +101,7 @@ func tarBatches(files []*Entry) []*tarBatch {
 	return bs
 }
 
-// tarCodec frames a batch: zstd or gzip (see above).
+// tarCodec frames the stream: zstd or gzip (see above).
 type tarCodec struct {
 	zstd bool
 	fw   *flate.Writer
@@ -113,13 +113,13 @@ type tarCodec struct {
 func (c *tarCodec) compress(raw []byte) []byte {
 	if c.zstd {
 		if c.zw == nil {
-			c.zw, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderCRC(false),
-				zstd.WithSingleSegment(true), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+			c.zw, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+				zstd.WithSingleSegment(true), zstd.WithEncoderConcurrency(1)) // 88 bytes for the bench's header, 11 µs (best: 79, 53 µs)
 		}
 		return c.zw.EncodeAll(raw, nil)
 	}
 	if c.fw == nil {
-		c.fw, _ = flate.NewWriter(nil, flate.BestCompression)
+		c.fw, _ = flate.NewWriter(nil, 4) // 76 bytes for the bench's header, 7 µs (9: 75, 60 µs)
 	}
 	var out bytes.Buffer
 	c.fw.Reset(&out)
@@ -134,23 +134,6 @@ func (c *tarCodec) maxBlock() int64 {
 		return 128 << 10
 	}
 	return 0xffff
-}
-
-// contentSize is the length of n bytes of content, framed.
-func (c *tarCodec) contentSize(n int64) int64 {
-	blocks := (n + c.maxBlock() - 1) / c.maxBlock()
-	if c.zstd {
-		return 9 + 3*max(blocks, 1) + n // the frame's header, the blocks' headers
-	}
-	return 5*blocks + n
-}
-
-// overhead is the length of a batch's framing besides the headers' and the content's.
-func (c *tarCodec) overhead() int64 {
-	if c.zstd {
-		return 0
-	}
-	return 10 + 5 + 8 // gzip's header, the last (empty) block, gzip's trailer
 }
 
 // contentHeader writes what comes before n bytes of content: a zstd frame's header.
@@ -180,45 +163,37 @@ func (c *tarCodec) blockHeader(w io.Writer, n int, last bool) {
 	w.Write([]byte{0, byte(n), byte(n >> 8), ^byte(n), ^byte(n >> 8)})
 }
 
-// tarHeads are a batch's tar headers, each after the padding of the content before it,
-// and the archive's end: raw, and compressed.
-type tarHeads struct {
-	raw, z [][]byte
+// tarHead is the padding of the content before e, and e's tar header; with e nil, the
+// archive's end.
+func tarHead(pad int64, e *Entry) ([]byte, error) {
+	var hb bytes.Buffer
+	hb.Write(make([]byte, pad))
+	if e == nil {
+		hb.Write(make([]byte, 1024))
+		return hb.Bytes(), nil
+	}
+	// tar -p gives the file this mode (plainModes: the finalizing script chmods the others).
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: e.Path, Mode: int64(e.Mode & 0o777), Size: e.Size, ModTime: time.Unix(0, 0)}
+	if err := tar.NewWriter(&hb).WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("making the tar header of %q: %w", e.Path, err)
+	}
+	return hb.Bytes(), nil
 }
 
-func (t *tarHeads) make(c *tarCodec, files []*Entry) error {
-	t.raw, t.z = t.raw[:0], t.z[:0]
-	var pad int64 // the padding the previous file's content needs
-	add := func(raw []byte) { t.raw, t.z = append(t.raw, raw), append(t.z, c.compress(raw)) }
+// plainModes says whether the files' modes are permission bits alone (no setuid, setgid,
+// sticky), which tar -p sets as they are.
+func plainModes(files []*Entry) bool {
 	for _, e := range files {
-		var hb bytes.Buffer
-		hb.Write(make([]byte, pad))
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: e.Path, Mode: 0o600, Size: e.Size, ModTime: time.Unix(0, 0)}
-		if err := tar.NewWriter(&hb).WriteHeader(hdr); err != nil {
-			return fmt.Errorf("making the tar header of %q: %w", e.Path, err)
+		if e.Mode&^0o777 != 0 {
+			return false
 		}
-		add(hb.Bytes())
-		pad = (512 - e.Size%512) % 512
 	}
-	add(make([]byte, pad+1024))
-	return nil
-}
-
-// size is the length of the batch.
-func (t *tarHeads) size(c *tarCodec, files []*Entry) int64 {
-	n := c.overhead()
-	for _, z := range t.z {
-		n += int64(len(z))
-	}
-	for _, e := range files {
-		n += c.contentSize(e.Size)
-	}
-	return n
+	return true
 }
 
 // tarScript is the host's side of the stream, in release directory rel; the batches'
-// file lists go to list (made and removed here).
-func tarScript(th tarHost, rel, list string) string {
+// file lists go to directory list (made and removed here); ends are the batches' ends.
+func tarScript(th tarHost, rel, list string, bs []*tarBatch) string {
 	q := sshconn.Quote
 	unpack, sum := "gzip -dc", "sha256sum"
 	if th.zstd {
@@ -227,19 +202,41 @@ func tarScript(th tarHost, rel, list string) string {
 	if th.b2sum {
 		sum = "b2sum"
 	}
+	var ends []string
+	for _, b := range bs {
+		ends = append(ends, strconv.Itoa(b.hi))
+	}
+	// tar's status comes as a line no name can be (names are relative), as dash has no
+	// pipefail.
 	return fmt.Sprintf(`set -e
 umask 022
-mkdir -p %[2]s
+l=%[2]s
+mkdir -p "$l"
 cd %[1]s
-k=0
-while read -r n; do
-  head -c "$n" | %[3]s | tar -xmf - --no-same-owner -v --quoting-style=literal --index-file=%[2]s/$k
-  ( tr '\n' '\0' < %[2]s/$k | xargs -0 -r %[4]s -- | sha256sum | { read -r s _; echo "$k $s"; } ) &
-  k=$((k+1))
-done
-wait
-rm -rf %[2]s
-`, q(rel), q(list), unpack, sum)
+check() { tr '\n' '\0' < "$l/$1" | xargs -0 -r %[4]s -- | sha256sum | { read -r s _; echo "$1 $s"; }; }
+{ %[3]s | tar -xpmvf - --no-same-owner --quoting-style=literal || echo "/failed $?"; } | {
+  set -- %[5]s
+  b=0 i=0 st=0
+  exec 3> "$l/0"
+  while IFS= read -r n; do
+    case $n in /failed*) st=${n#/failed }; continue ;; esac
+    if [ $# -gt 1 ] && [ "$i" -eq "$1" ]; then
+      exec 3>&-
+      check $b &
+      b=$((b+1))
+      shift
+      exec 3> "$l/$b"
+    fi
+    printf '%%s\n' "$n" >&3
+    i=$((i+1))
+  done
+  exec 3>&-
+  check $b &
+  wait
+  rm -rf "$l"
+  exit $st
+}
+`, q(rel), q(list), unpack, sum, strings.Join(ends, " "))
 }
 
 // sendTar sends files to the release directory as one stream (see above) and returns
@@ -265,7 +262,7 @@ func (h *Host) sendTar(ctx context.Context, th tarHost, id, dir string, files []
 	}()
 	var out bytes.Buffer
 	rel := h.path + "/releases/" + id
-	err = c.RunCmd(ctx, sshconn.Cmd{Line: tarScript(th, rel, h.staging(id)+".stream"), Stdin: pr, Stdout: &out})
+	err = c.RunCmd(ctx, sshconn.Cmd{Line: tarScript(th, rel, h.staging(id)+".stream", bs), Stdin: pr, Stdout: &out})
 	pr.CloseWithError(io.ErrClosedPipe)
 	<-wrote
 	if werr != nil {
@@ -297,34 +294,36 @@ func (h *Host) sendTar(ctx context.Context, th tarHost, id, dir string, files []
 	return fmt.Errorf("verifying the files uploaded to %s for release %q: the host's sums of %d files differ from the manifest's, but its check of each passed", h.addr, id, len(bad))
 }
 
-// writeTar writes the batches to w, reading each file from dir and checking that what is
+// writeTar writes the stream to w, reading each file from dir and checking that what is
 // sent is what the manifest says; each batch's expected sum is set once it is written.
 func (h *Host) writeTar(w io.Writer, th tarHost, dir string, files []*Entry, bs []*tarBatch, prog *uploadProgress) error {
 	c := &tarCodec{zstd: th.zstd}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	buf := make([]byte, c.maxBlock())
-	var heads tarHeads
-	for _, b := range bs {
-		fs := files[b.lo:b.hi]
-		if err := heads.make(c, fs); err != nil {
+	crc := crc32.NewIEEE() // gzip's
+	var isize uint32
+	if !c.zstd {
+		bw.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // deflate, no name, no time
+	}
+	var pad int64 // the padding the content before needs
+	head := func(e *Entry) error {
+		raw, err := tarHead(pad, e)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(bw, "%d\n", heads.size(c, fs))
-		crc := crc32.NewIEEE() // gzip's
-		var isize uint32
+		bw.Write(c.compress(raw))
 		if !c.zstd {
-			bw.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // deflate, no name, no time
+			crc.Write(raw)
+			isize += uint32(len(raw))
 		}
-		head := func(i int) {
-			bw.Write(heads.z[i])
-			if !c.zstd {
-				crc.Write(heads.raw[i])
-				isize += uint32(len(heads.raw[i]))
-			}
-		}
+		return nil
+	}
+	for _, b := range bs {
 		lines := sha256.New() // the host's hashing's lines
-		for i, e := range fs {
-			head(i)
+		for _, e := range files[b.lo:b.hi] {
+			if err := head(e); err != nil {
+				return err
+			}
 			var sum hash.Hash
 			if th.b2sum {
 				sum, _ = blake2b.New512(nil)
@@ -333,6 +332,7 @@ func (h *Host) writeTar(w io.Writer, th tarHost, dir string, files []*Entry, bs 
 				return fmt.Errorf("uploading %q to %s: %w", e.Path, h.addr, err)
 			}
 			isize += uint32(e.Size)
+			pad = (512 - e.Size%512) % 512
 			if sum != nil {
 				fmt.Fprintf(lines, "%x  %s\n", sum.Sum(nil), e.Path)
 			} else {
@@ -340,15 +340,17 @@ func (h *Host) writeTar(w io.Writer, th tarHost, dir string, files []*Entry, bs 
 			}
 			prog.fileSent()
 		}
-		head(len(fs))
 		b.sum = hex.EncodeToString(lines.Sum(nil))
-		if !c.zstd {
-			bw.Write([]byte{1, 0, 0, 0xff, 0xff}) // the last block, empty
-			var tr [8]byte
-			binary.LittleEndian.PutUint32(tr[:4], crc.Sum32())
-			binary.LittleEndian.PutUint32(tr[4:], isize)
-			bw.Write(tr[:])
-		}
+	}
+	if err := head(nil); err != nil {
+		return err
+	}
+	if !c.zstd {
+		bw.Write([]byte{1, 0, 0, 0xff, 0xff}) // the last block, empty
+		var tr [8]byte
+		binary.LittleEndian.PutUint32(tr[:4], crc.Sum32())
+		binary.LittleEndian.PutUint32(tr[4:], isize)
+		bw.Write(tr[:])
 	}
 	return bw.Flush()
 }
