@@ -386,7 +386,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	direct := from == "" && plainNames(d.send)
 	// A large one goes as one tar stream when the host can take it (tarstream.go), which
 	// the tree script says; else over SFTP.
-	tarMaybe := direct && streamed(d.send)
+	tarMaybe := direct && streamed(d.send) && tarNames(d.send)
 	var sc *sftp.Client
 	openSFTP := func() error {
 		c, err := h.client(ctx)

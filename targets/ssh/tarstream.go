@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
@@ -139,11 +140,17 @@ func (c *tarCodec) maxBlock() int64 {
 // contentHeader writes what comes before n bytes of content: a zstd frame's header.
 func (c *tarCodec) contentHeader(w io.Writer, n int64) {
 	if c.zstd {
-		var b [9]byte
+		var b [13]byte
 		binary.LittleEndian.PutUint32(b[:4], 0xfd2fb528)
-		b[4] = 2<<6 | 1<<5 // the content's size in 4 bytes; one segment (no window size)
-		binary.LittleEndian.PutUint32(b[5:], uint32(n))
-		w.Write(b[:])
+		if n < 1<<32 {
+			b[4] = 2<<6 | 1<<5 // the content's size in 4 bytes; one segment (no window size)
+			binary.LittleEndian.PutUint32(b[5:], uint32(n))
+			w.Write(b[:9])
+		} else {
+			b[4] = 3<<6 | 1<<5 // in 8 bytes
+			binary.LittleEndian.PutUint64(b[5:], uint64(n))
+			w.Write(b[:13])
+		}
 		if n == 0 {
 			w.Write([]byte{1, 0, 0}) // the last block: raw, empty
 		}
@@ -178,6 +185,17 @@ func tarHead(pad int64, e *Entry) ([]byte, error) {
 		return nil, fmt.Errorf("making the tar header of %q: %w", e.Path, err)
 	}
 	return hb.Bytes(), nil
+}
+
+// tarNames says whether every path can be a tar member's name as it is (UTF-8, which
+// PAX headers need for long or non-ASCII names).
+func tarNames(files []*Entry) bool {
+	for _, e := range files {
+		if !utf8.ValidString(e.Path) {
+			return false
+		}
+	}
+	return true
 }
 
 // plainModes says whether the files' modes are permission bits alone (no setuid, setgid,
