@@ -303,3 +303,24 @@ func assertServes(t *testing.T, h *testbench.SSHHost, want tree) {
 		}
 	}
 }
+
+// Modes beyond the permission bits (setuid, setgid), which the stream leaves to a chmod
+// after it, come out as they are here; the others as tar gives them.
+func TestStreamKeepsSpecialModes(t *testing.T) {
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	tg := newTarget(t, hosts)
+	files := streamTree("v1")
+	src := writeTree(t, files)
+	os.Chmod(filepath.Join(src, "bin", "run"), fs.ModeSetuid|fs.ModeSetgid|0o755)
+	deploy(t, tg, release(t, tg, "r1", src))
+	cur := filepath.Join(appDir(hosts[0]), "current")
+	for p, want := range map[string]fs.FileMode{"bin/run": fs.ModeSetuid | fs.ModeSetgid | 0o755, "secret/key": 0o600, "index.html": 0o644} {
+		st, err := os.Stat(filepath.Join(cur, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); got != want {
+			t.Errorf("%q: mode %v; want %v", p, got, want)
+		}
+	}
+}
