@@ -469,7 +469,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 			return nil
 		})
 		if useTar {
-			g.Go(func() error { return h.sendTar(gctx, th, r.ID, r.Artifacts, d.send, prog) })
+			g.Go(func() error { return h.sendTar(gctx, th, r.ID, r.Artifacts, d, prog) })
 		} else {
 			g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true) })
 		}
@@ -497,7 +497,13 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
-	finalize := h.finalizeScript(r.ID, d, meta)
+	fd := d
+	if useTar { // the stream's script gave the directories their modes
+		cp := *d
+		cp.mkdir, cp.dirMode = nil, nil
+		fd = &cp
+	}
+	finalize := h.finalizeScript(r.ID, fd, meta)
 	if verified && !(useTar && plainModes(d.send)) { // the stream gives plain modes itself
 		finalize = h.modesScript(r.ID, d.send) + finalize // after the renames
 	}

@@ -209,9 +209,24 @@ func plainModes(files []*Entry) bool {
 	return true
 }
 
+// dirModes gives the release's new directories their modes, in the release directory: a
+// chmod a mode (what finalizeScript does, a chmod a directory, once the stream is in).
+func dirModes(d *diff) string {
+	byMode := map[uint32][]string{}
+	for _, e := range append(append([]*Entry{}, d.mkdir...), d.dirMode...) {
+		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(e.Path))
+	}
+	var b strings.Builder
+	for _, mode := range sortedModes(byMode) {
+		chunks(byMode[mode], func(ps []string) { fmt.Fprintf(&b, "chmod %04o -- %s\n", mode, strings.Join(ps, " ")) })
+	}
+	return b.String()
+}
+
 // tarScript is the host's side of the stream, in release directory rel; the batches'
-// file lists go to directory list (made and removed here); ends are the batches' ends.
-func tarScript(th tarHost, rel, list string, bs []*tarBatch) string {
+// file lists go to directory list (made and removed here); bs are the batches; after, a
+// script run when every file is in and checked.
+func tarScript(th tarHost, rel, list string, bs []*tarBatch, after string) string {
 	q := sshconn.Quote
 	unpack, sum := "gzip -dc", "sha256sum"
 	if th.zstd {
@@ -251,15 +266,19 @@ check() { tr '\n' '\0' < "$l/$1" | xargs -0 -r %[4]s -- | sha256sum | { read -r 
   exec 3>&-
   check $b &
   wait
+  if [ "$st" = 0 ]; then
+%[6]s    :
+  fi
   rm -rf "$l"
   exit $st
 }
-`, q(rel), q(list), unpack, sum, strings.Join(ends, " "))
+`, q(rel), q(list), unpack, sum, strings.Join(ends, " "), after)
 }
 
 // sendTar sends files to the release directory as one stream (see above) and returns
 // once the host has checked every batch.
-func (h *Host) sendTar(ctx context.Context, th tarHost, id, dir string, files []*Entry, prog *uploadProgress) error {
+func (h *Host) sendTar(ctx context.Context, th tarHost, id, dir string, d *diff, prog *uploadProgress) error {
+	files := d.send
 	bs := tarBatches(files)
 	c, err := h.client(ctx)
 	if err != nil {
@@ -280,14 +299,17 @@ func (h *Host) sendTar(ctx context.Context, th tarHost, id, dir string, files []
 	}()
 	var out bytes.Buffer
 	rel := h.path + "/releases/" + id
-	err = c.RunCmd(ctx, sshconn.Cmd{Line: tarScript(th, rel, h.staging(id)+".stream", bs), Stdin: pr, Stdout: &out})
-	pr.CloseWithError(io.ErrClosedPipe)
+	err = c.RunCmd(ctx, sshconn.Cmd{Line: tarScript(th, rel, h.staging(id)+".stream", bs, dirModes(d)), Stdin: pr, Stdout: &out})
+	pr.CloseWithError(io.ErrClosedPipe) // a writer still writing is told the host is done
 	<-wrote
-	if werr != nil {
-		return werr
+	if werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
+		return werr // what stopped the stream here, before the host
 	}
 	if err != nil {
 		return fmt.Errorf("uploading to %s: %w", h.addr, err)
+	}
+	if werr != nil {
+		return werr
 	}
 	got := map[int]string{}
 	for _, l := range lines(out.Bytes()) {

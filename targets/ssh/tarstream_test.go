@@ -227,6 +227,25 @@ func TestStreamRefusesWhatLandedDamaged(t *testing.T) {
 	assertCurrent(t, h, nil)
 }
 
+// A host whose tar fails fails the deploy with tar's complaint, and nothing is kept.
+func TestStreamReportsTheHostsTar(t *testing.T) {
+	real, err := exec.LookPath("tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := fmt.Sprintf("case $1 in -x*) echo 'tar: the disk is on fire' >&2; exit 2 ;; esac\nexec %s \"$@\"\n", real)
+	h := testbench.SSHHosts(t, 1, testUser, pathWith(t, map[string]string{"tar": broken}))[0]
+	tg := newTarget(t, []*testbench.SSHHost{h})
+	err = tg.Hosts()[0].Prepare(context.Background(), release(t, tg, "r1", writeTree(t, streamTree("v1"))))
+	if err == nil || !strings.Contains(err.Error(), "the disk is on fire") || !strings.Contains(err.Error(), h.Addr) {
+		t.Fatalf("prepare with a failing tar = %v; want its complaint, naming the host", err)
+	}
+	st, err := tg.Hosts()[0].Status(context.Background())
+	if err != nil || st.Live != nil || len(st.Kept) != 0 {
+		t.Fatalf("status after the failed prepare = %+v, %v; want nothing kept or live", st, err)
+	}
+}
+
 // A file that changed after the artifacts' digest was taken is refused as it is read for
 // the stream, named; nothing is kept; a digest taken afresh deploys what is there now.
 func TestStreamRefusesFileChangedAfterDigest(t *testing.T) {
