@@ -148,8 +148,8 @@ func rateLimit(b testing.TB, h *testbench.SSHHost, rate string) {
 
 // newNetnsBench is hosts in network namespaces (sshd on 10.200.X.Y:22), each behind a
 // counting proxy on 127.0.0.1, optionally shaped to rate.
-func newNetnsBench(b *testing.B, n int, rate string) *bench {
-	hosts := testbench.SSHHosts(b, n, testUser, testbench.SSHNetns())
+func newNetnsBench(b *testing.B, n int, rate string, opts ...testbench.SSHOption) *bench {
+	hosts := testbench.SSHHosts(b, n, append([]testbench.SSHOption{testUser, testbench.SSHNetns()}, opts...)...)
 	be := &bench{hosts: hosts, cache: b.TempDir()}
 	for _, h := range hosts {
 		if rate != "" {

@@ -134,10 +134,12 @@ type bench struct {
 	cache   string
 }
 
-func newBench(b *testing.B, n int) *bench { return newBenchT(b, n) }
+func newBench(b *testing.B, n int, opts ...testbench.SSHOption) *bench {
+	return newBenchT(b, n, opts...)
+}
 
-func newBenchT(b testing.TB, n int) *bench {
-	hosts := testbench.SSHHosts(b, n, testUser)
+func newBenchT(b testing.TB, n int, opts ...testbench.SSHOption) *bench {
+	hosts := testbench.SSHHosts(b, n, append([]testbench.SSHOption{testUser}, opts...)...)
 	be := &bench{hosts: hosts, cache: b.TempDir()}
 	for _, h := range hosts {
 		p := newProxy(b, h.Addr)

@@ -6,3 +6,12 @@ package ssh
 func AwaitTrust() Option {
 	return func(o *options) error { o.awaitTrust = true; return nil }
 }
+
+// TarProbe is the tree script's question whether the host takes a tar stream (tarstream.go).
+const TarProbe = tarProbe
+
+// ParseTarProbe reads TarProbe's answer.
+func ParseTarProbe(out []byte) (zstd, b2sum, ok bool) {
+	th, ok := parseTarProbe(out)
+	return th.zstd, th.b2sum, ok
+}

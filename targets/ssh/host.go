@@ -379,8 +379,16 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 // stageAndPlace makes the release directory, uploads what d sends, verifies it on the host
 // and completes the release.
 func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest, rg region, from string, d *diff, prog *uploadProgress) error {
+	// A release made from nothing shares no file with the live one: the files go straight
+	// to their paths in it (after the tree is made; its manifest is written meanwhile),
+	// verified there, with no renames. Else staging the release tree and uploading to the
+	// staging directory overlap.
+	direct := from == "" && plainNames(d.send)
+	// A large one goes as one tar stream when the host can take it (tarstream.go), which
+	// the tree script says; else over SFTP.
+	tarMaybe := direct && streamed(d.send) && tarNames(d.send)
 	var sc *sftp.Client
-	if len(d.send) > 0 {
+	openSFTP := func() error {
 		c, err := h.client(ctx)
 		if err != nil {
 			return err
@@ -388,7 +396,17 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		if sc, err = c.SFTP(); err != nil {
 			return err
 		}
-		defer sc.Close()
+		return nil
+	}
+	defer func() {
+		if sc != nil {
+			sc.Close()
+		}
+	}()
+	if len(d.send) > 0 && !tarMaybe {
+		if err := openSFTP(); err != nil {
+			return err
+		}
 		stop := context.AfterFunc(ctx, func() { sc.Close() })
 		defer stop()
 	}
@@ -398,21 +416,9 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		}
 		return nil
 	}
-	// A release made from nothing shares no file with the live one: the files go straight
-	// to their paths in it (after the tree is made; its manifest is written meanwhile),
-	// verified there, with no renames. Else staging the release tree and uploading to the
-	// staging directory overlap.
-	direct := from == "" && plainNames(d.send)
 	// A large upload is verified as it lands: the host's hashing overlaps the transfer
 	// instead of following it.
 	var v *streamVerifier
-	if streamed(d.send) {
-		dir := h.staging(r.ID)
-		if direct {
-			dir = h.path + "/releases/" + r.ID
-		}
-		v = h.newStreamVerifier(ctx, dir, len(d.send))
-	}
 	sent := func(i int) {
 		prog.fileSent()
 		if v != nil {
@@ -423,11 +429,38 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 			v.add(d.send[i].SHA256, name)
 		}
 	}
+	useTar := false
+	newVerifier := func() {
+		if streamed(d.send) && !useTar {
+			dir := h.staging(r.ID)
+			if direct {
+				dir = h.path + "/releases/" + r.ID
+			}
+			v = h.newStreamVerifier(ctx, dir, len(d.send))
+		}
+	}
 	var err error
 	if direct {
-		if _, err = h.script(ctx, h.treeScript(r.ID, from, d)); err != nil {
-			return h.explainWrite(ctx, fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err))
+		tree := h.treeScript(r.ID, from, d)
+		if tarMaybe {
+			tree += tarProbe
 		}
+		out, serr := h.script(ctx, tree)
+		if serr != nil {
+			return h.explainWrite(ctx, fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, serr))
+		}
+		var th tarHost
+		if tarMaybe {
+			th, useTar = parseTarProbe(out)
+		}
+		if tarMaybe && !useTar {
+			if err := openSFTP(); err != nil {
+				return err
+			}
+			stop := context.AfterFunc(ctx, func() { sc.Close() })
+			defer stop()
+		}
+		newVerifier()
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			if _, err := h.script(gctx, h.manifestScript(r.ID, from, m, rg)); err != nil {
@@ -435,9 +468,14 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 			}
 			return nil
 		})
-		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true) })
+		if useTar {
+			g.Go(func() error { return h.sendTar(gctx, th, r.ID, r.Artifacts, d, prog) })
+		} else {
+			g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, true) })
+		}
 		err = g.Wait()
 	} else {
+		newVerifier()
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
 		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
@@ -455,12 +493,18 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	if verr != nil {
 		return verr
 	}
-	verified := v != nil
+	verified := v != nil || useTar
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
-	finalize := h.finalizeScript(r.ID, d, meta)
-	if verified {
+	fd := d
+	if useTar { // the stream's script gave the directories their modes
+		cp := *d
+		cp.mkdir, cp.dirMode = nil, nil
+		fd = &cp
+	}
+	finalize := h.finalizeScript(r.ID, fd, meta)
+	if verified && !(useTar && plainModes(d.send)) { // the stream gives plain modes itself
 		finalize = h.modesScript(r.ID, d.send) + finalize // after the renames
 	}
 	switch n := len(d.send); {
