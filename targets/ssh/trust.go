@@ -1,8 +1,12 @@
 package ssh
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/pushdeploy/pushdeploy/targets/sshconn"
@@ -45,18 +49,113 @@ func wantList(m *Manifest) string {
 	return " " + strings.Join(m.shortSums(), " ") + " "
 }
 
+// The chunk index: what liveChunks and the probe need of a release's manifest, written on
+// the host with the manifest (.pushdeploy/releases/<id>.chunks), so that the trust answer
+// is the file as it is and the probe's chunk list one awk, where both would otherwise cut the
+// manifest into chunk files and hash them (a dozen processes). Its first line is
+// indexMagic, the SHA-256 of the manifest's text it was made from and that of the lines
+// after it; the lines are liveChunks' ("<chunk sum> <short stat sum> <last path>"). An index
+// is used only when its manifest sum is the live manifest's (checked on the host: a manifest
+// changed since, or an index of an older one, is not used), and its lines only when they
+// hash to its second sum (checked here: a damaged index is not trusted; everything is hashed
+// then). Releases without one (made by an older pushdeploy) get the manifest cut as before.
+// What the index tells is checked as the manifest's chunk sums are: the host checks the
+// manifest it writes against the digest, so a wrong index can fail a deploy but never make a
+// changed file be taken as unchanged and skipped.
+const indexMagic = "pushdeploy-chunks 1"
+
+// indexLines are the chunk index's lines of m (known for a partial m too: the trusted chunks'
+// sums and every entry's stat line are).
+func (m *Manifest) indexLines() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b strings.Builder
+	for _, c := range m.chunks {
+		h := sha256.New()
+		for i := c.lo; i < c.hi; i++ {
+			io.WriteString(h, m.Entries[i].hostStatLine()+"\n")
+		}
+		fmt.Fprintf(&b, "%s %s %s\n", c.sum, hex.EncodeToString(h.Sum(nil))[:16], escape(m.Entries[c.hi-1].Path))
+	}
+	return b.String()
+}
+
+// statTextSum is the SHA-256 of every entry's hostStatLine: with the chunk sums, what the
+// host's copy of a partial manifest is checked against, so that its index (made here) is
+// that of its text.
+func (m *Manifest) statTextSum() string {
+	h := sha256.New()
+	for i := range m.Entries {
+		io.WriteString(h, m.Entries[i].hostStatLine()+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// parseIndex reads a chunk index's text, or liveChunks' lines computed on the host.
+func parseIndex(text []byte, addr string) ([]liveChunk, error) {
+	body := text
+	if bytes.HasPrefix(text, []byte(indexMagic+" ")) {
+		hdr, rest, _ := bytes.Cut(text, []byte("\n"))
+		f := strings.Fields(string(hdr))
+		sum := sha256.Sum256(rest)
+		if len(f) != 4 || f[3] != hex.EncodeToString(sum[:]) {
+			return nil, fmt.Errorf("reading the live release's chunk index on %s: it is damaged (its lines are not those it was written with)", addr)
+		}
+		body = rest
+	}
+	var cs []liveChunk
+	for _, l := range lines(body) {
+		f := strings.Split(l, " ")
+		if len(f) != 3 || len(f[0]) != 64 || len(f[1]) != 16 {
+			return nil, fmt.Errorf("reading the live manifest's chunks on %s: malformed line %q", addr, l)
+		}
+		cs = append(cs, liveChunk{sum: f[0], stat: f[1], last: f[2]})
+	}
+	return cs, nil
+}
+
+// indexScript writes the chunk index of the manifest $mf.tmp, whose text's SHA-256 is in $s,
+// to $ix; its lines are m's.
+func indexScript(m *Manifest) string {
+	body := m.indexLines()
+	sum := sha256.Sum256([]byte(body))
+	return fmt.Sprintf("printf '%%s %%s %%s\\n%%s' %s \"$s\" %s %s > \"$ix\"\n", sshconn.Quote(indexMagic), hex.EncodeToString(sum[:]), sshconn.Quote(body))
+}
+
+// indexAWK prints, reading a chunk index and then its manifest, what chunkScript prints.
+const indexAWK = `FNR == NR { if (FNR > 1) k[n++] = substr($1, 1, 16); next }
+!o { s = k[c]; print "chunk " s; b = index(w, " " s " ") == 0; o = 1 }
+b { print }
+` + chunkEnd + ` { if (b) print "` + chunkBodyEnd + `"; c++; o = 0 }
+END { if (o && b) print "` + chunkBodyEnd + `" }`
+
+// probeChunks is the probe's chunk listing of the live manifest $mf, whose sum is $s, for
+// the short sums $w: from its index when it has one made from this text, else by cutting it.
+const probeChunks = `ix="${mf%.manifest}.chunks" hdr=
+[ -f "$ix" ] && { read -r hdr <"$ix" || :; }
+case $hdr in
+"` + indexMagic + ` $s "*) awk -v w="$w" '` + indexAWK + `' "$ix" "$mf" ;;
+*) ` + chunkScript + ` ;;
+esac`
+
 // liveChunks reads, in one round trip, the chunks of the live release's manifest (gzipped):
-// nil when nothing is live or the live release has no manifest.
+// its index when it has one made from its text, else computed. Nil when nothing is live or
+// the live release has no manifest.
 func (h *Host) liveChunks(ctx context.Context) ([]liveChunk, error) {
-	s := fmt.Sprintf(`cd %s 2>/dev/null || exit 0
-l=$(readlink current 2>/dev/null) || exit 0
-case $l in releases/*) ;; *) exit 0 ;; esac
+	s := fmt.Sprintf(`cd -P %s 2>/dev/null || exit 0
+%scase $l in releases/*) ;; *) exit 0 ;; esac
 mf=".pushdeploy/releases/${l#releases/}.manifest"
 [ -f "$mf" ] || exit 0
+ix="${mf%%.manifest}.chunks" hdr=
+[ -f "$ix" ] && { read -r hdr <"$ix" || :; }
+case $hdr in "%s "*)
+  s=$(sha256sum <"$mf") || exit 1
+  case $hdr in "%s ${s%%%% *} "*) exec gzip -c <"$ix" ;; esac ;;
+esac
 c=$(mktemp -d) || exit 1
 awk -v d="$c" '%s' "$mf" > "$c/Zl" && (cd "$c" && set -- c* && if [ -e "$1" ]; then sha256sum -- c* | cut -c1-64 > Zc && sha256sum -- s* | cut -c1-16 > Zs && paste -d' ' Zc Zs Zl | gzip -c; fi)
 rm -rf "$c"
-`, sshconn.Quote(h.path), trustAWK)
+`, sshconn.Quote(h.path), liveLine, indexMagic, indexMagic, trustAWK)
 	out, err := h.script(ctx, s)
 	if err != nil || len(out) == 0 {
 		return nil, err
@@ -65,15 +164,7 @@ rm -rf "$c"
 	if err != nil {
 		return nil, fmt.Errorf("reading the live manifest's chunks on %s: %w", h.addr, err)
 	}
-	var cs []liveChunk
-	for _, l := range lines(text) {
-		f := strings.Split(l, " ")
-		if len(f) != 3 || len(f[0]) != 64 || len(f[1]) != 16 {
-			return nil, fmt.Errorf("reading the live manifest's chunks on %s: malformed line %q", h.addr, l)
-		}
-		cs = append(cs, liveChunk{sum: f[0], stat: f[1], last: f[2]})
-	}
-	return cs, nil
+	return parseIndex(text, h.addr)
 }
 
 // region is what Prepare and Plan compare of the live release's manifest and m.
@@ -115,8 +206,8 @@ func (h *Host) regions(ctx context.Context, p *probe, m *Manifest) (region, erro
 		if p.chunks == nil {
 			// Not brought by the probe (this machine expected another live manifest).
 			want := wantList(m)
-			out, err := h.script(ctx, fmt.Sprintf("cd %s || exit 1\nmf=%s\nw=%s\n%s\n", sshconn.Quote(h.path),
-				sshconn.Quote(".pushdeploy/releases/"+p.live+".manifest"), sshconn.Quote(want), chunkScript))
+			out, err := h.script(ctx, fmt.Sprintf("cd %s || exit 1\nmf=%s\nw=%s\ns=$(sha256sum < \"$mf\") || exit 1\ns=${s%%%% *}\n%s\n", sshconn.Quote(h.path),
+				sshconn.Quote(".pushdeploy/releases/"+p.live+".manifest"), sshconn.Quote(want), probeChunks))
 			if err != nil {
 				return region{}, fmt.Errorf("reading the manifest of live release %q on %s: %w", p.live, h.addr, err)
 			}
