@@ -41,6 +41,7 @@ type Host struct {
 	// asking is closed when a question ArtifactDigest left running is answered (nil when
 	// none is).
 	asking chan struct{}
+	told   *toldStat // what the host's chunk index told last (trust.go)
 }
 
 // asked records a question left running on the host.
@@ -406,18 +407,30 @@ func (h *Host) Prepare(ctx context.Context, r targets.Release) error {
 // stageAndPlace makes the release directory, uploads what d sends, verifies it on the host
 // and completes the release.
 func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest, rg region, from string, d *diff, prog *uploadProgress) error {
+	// The SFTP session, when something is sent: opened beside the staging script when the
+	// release is staged from the live one (the script need not wait for it).
 	var sc *sftp.Client
-	if len(d.send) > 0 {
+	var stop func() bool
+	defer func() {
+		if sc != nil {
+			stop()
+			sc.Close()
+		}
+	}()
+	openSFTP := func() error {
+		if len(d.send) == 0 || sc != nil {
+			return nil
+		}
 		c, err := h.client(ctx)
 		if err != nil {
 			return err
 		}
-		if sc, err = c.SFTP(); err != nil {
+		s, err := c.SFTP()
+		if err != nil {
 			return err
 		}
-		defer sc.Close()
-		stop := context.AfterFunc(ctx, func() { sc.Close() })
-		defer stop()
+		sc, stop = s, context.AfterFunc(ctx, func() { s.Close() })
+		return nil
 	}
 	stage := func(ctx context.Context) error {
 		if _, err := h.script(ctx, h.stageScript(r.ID, from, m, rg, d)); err != nil {
@@ -452,6 +465,9 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	}
 	var err error
 	if direct {
+		if err := openSFTP(); err != nil {
+			return err
+		}
 		if _, err = h.script(ctx, h.treeScript(r.ID, from, d)); err != nil {
 			return h.explainWrite(ctx, fmt.Errorf("staging release %q on %s: %w", r.ID, h.addr, err))
 		}
@@ -467,7 +483,12 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	} else {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
-		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
+		g.Go(func() error {
+			if err := openSFTP(); err != nil {
+				return err
+			}
+			return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false)
+		})
 		err = g.Wait()
 	}
 	var verr error

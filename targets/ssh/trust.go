@@ -70,14 +70,19 @@ func (m *Manifest) indexLines() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b strings.Builder
-	for _, c := range m.chunks {
-		h := sha256.New()
-		for i := c.lo; i < c.hi; i++ {
-			io.WriteString(h, m.Entries[i].hostStatLine()+"\n")
-		}
-		fmt.Fprintf(&b, "%s %s %s\n", c.sum, hex.EncodeToString(h.Sum(nil))[:16], escape(m.Entries[c.hi-1].Path))
+	for ci, c := range m.chunks {
+		fmt.Fprintf(&b, "%s %s %s\n", c.sum, m.chunkStat(ci), escape(m.Entries[c.hi-1].Path))
 	}
 	return b.String()
+}
+
+// chunkStat is the short sum of chunk ci's stat lines as the host makes them.
+func (m *Manifest) chunkStat(ci int) string {
+	h := sha256.New()
+	for i := m.chunks[ci].lo; i < m.chunks[ci].hi; i++ {
+		io.WriteString(h, m.Entries[i].hostStatLine()+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // statTextSum is the SHA-256 of every entry's hostStatLine: with the chunk sums, what the
@@ -91,27 +96,45 @@ func (m *Manifest) statTextSum() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// parseIndex reads a chunk index's text, or liveChunks' lines computed on the host.
-func parseIndex(text []byte, addr string) ([]liveChunk, error) {
+// parseIndex reads a chunk index's text, or liveChunks' lines computed on the host;
+// manifest is the sum of the manifest's text an index was made from ("" for computed lines).
+func parseIndex(text []byte, addr string) (cs []liveChunk, manifest string, err error) {
 	body := text
 	if bytes.HasPrefix(text, []byte(indexMagic+" ")) {
 		hdr, rest, _ := bytes.Cut(text, []byte("\n"))
 		f := strings.Fields(string(hdr))
 		sum := sha256.Sum256(rest)
 		if len(f) != 4 || f[3] != hex.EncodeToString(sum[:]) {
-			return nil, fmt.Errorf("reading the live release's chunk index on %s: it is damaged (its lines are not those it was written with)", addr)
+			return nil, "", fmt.Errorf("reading the live release's chunk index on %s: it is damaged (its lines are not those it was written with)", addr)
 		}
-		body = rest
+		body, manifest = rest, f[2]
 	}
-	var cs []liveChunk
 	for _, l := range lines(body) {
 		f := strings.Split(l, " ")
 		if len(f) != 3 || len(f[0]) != 64 || len(f[1]) != 16 {
-			return nil, fmt.Errorf("reading the live manifest's chunks on %s: malformed line %q", addr, l)
+			return nil, "", fmt.Errorf("reading the live manifest's chunks on %s: malformed line %q", addr, l)
 		}
 		cs = append(cs, liveChunk{sum: f[0], stat: f[1], last: f[2]})
 	}
-	return cs, nil
+	return cs, manifest, nil
+}
+
+// toldStat is what a host's index told of its live manifest's chunks: the short stat sum
+// of each chunk, by content sum.
+type toldStat struct {
+	manifest string // the sum of the manifest's text
+	stat     map[string]string
+}
+
+// statTold returns the stat sums told of the live manifest whose text has sum manifest, nil
+// when the host told none of it.
+func (h *Host) statTold(manifest string) map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.told == nil || manifest == "" || h.told.manifest != manifest {
+		return nil
+	}
+	return h.told.stat
 }
 
 // indexScript writes the chunk index of the manifest $mf.tmp, whose text's SHA-256 is in $s,
@@ -164,7 +187,17 @@ rm -rf "$c"
 	if err != nil {
 		return nil, fmt.Errorf("reading the live manifest's chunks on %s: %w", h.addr, err)
 	}
-	return parseIndex(text, h.addr)
+	cs, manifest, err := parseIndex(text, h.addr)
+	if err == nil && manifest != "" {
+		told := &toldStat{manifest: manifest, stat: make(map[string]string, len(cs))}
+		for _, c := range cs {
+			told.stat[c.sum] = c.stat
+		}
+		h.mu.Lock()
+		h.told = told
+		h.mu.Unlock()
+	}
+	return cs, err
 }
 
 // region is what Prepare and Plan compare of the live release's manifest and m.
@@ -242,9 +275,15 @@ func (h *Host) regions(ctx context.Context, p *probe, m *Manifest) (region, erro
 	}
 	rg := region{base: newManifest(baseEntries), cur: newManifest(m.entriesOf(need))}
 	whole := m.complete()
+	told := h.statTold(p.liveSum)
 	for _, ci := range same {
 		// A complete m restats every shared chunk, so that the host's manifest is m's text
-		// (checked whole); a partial one those it hashed.
+		// (checked whole), but those whose stat lines the host's index told are the same
+		// (if it told wrong, the check fails: every file was hashed here); a partial one
+		// those it hashed.
+		if whole && told != nil && told[m.chunks[ci].sum] == m.chunkStat(ci) {
+			continue
+		}
 		if whole || m.chunks[ci].restat {
 			rg.restat = append(rg.restat, m.entriesOf([]int{ci})...)
 		}
