@@ -825,9 +825,10 @@ func (h *Host) manifestScript(id, from string, m *Manifest, rg region) string {
 		baseFile = ".pushdeploy/releases/" + from + ".manifest"
 	}
 	mf := ".pushdeploy/releases/" + id + ".manifest"
-	// A line "path" deletes the path's line, "path mtime" sets its modification time.
-	fmt.Fprintf(&b, "{ awk 'NR==FNR { if (NF > 1) t[$1] = $2; else d[$1] = 1; next } ($1 in d) { next } ($1 in t) { $6 = t[$1] } { print }' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
-		q(baseFile), heredoc, joinLines(del), heredoc, heredoc, joinLines(add), heredoc, mf)
+	// A line "path" deletes the path's line, "path mtime" sets its modification time; the
+	// new lines follow a line "+" (no path's line is "+": each starts with a quote).
+	fmt.Fprintf(&b, "awk 'NR==FNR { if ($0 == \"+\") a = 1; else if (a) print; else if (NF > 1) t[$1] = $2; else d[$1] = 1; next } ($1 in d) { next } ($1 in t) { $6 = t[$1] } { print }' - %s <<'%s' | LC_ALL=C sort > %s.tmp\n%s+\n%s%s\n",
+		q(baseFile), heredoc, mf, joinLines(del), joinLines(add), heredoc)
 	// The manifest's chunk index (trust.go) is written with it, once the manifest is
 	// checked to be m's text: whole, or (m partial) its chunk sums and its stat lines, which
 	// are what the index is made of.
