@@ -17,11 +17,12 @@ import (
 // A machine that has not hashed the artifacts before (a fresh CI runner) asks the first
 // host, before the digest is known, for the chunks of its live release's manifest: each
 // chunk's content sum, a short sum of its lines without the hashes (path, kind, mode, size,
-// link and the modification time the deploying machine saw) and its last path. A local
-// range of entries whose stat lines hash the same is taken as that chunk, unread; every
-// other file is hashed. The digest covers the chunks' content sums (Manifest.Digest), so it
-// is the same whichever way a chunk's sum was learnt, and the host checks the manifest it
-// writes against it.
+// link and the modification time the deploying machine saw) and its last path: the chunk
+// index kept with each release (below), one file read. A local range of entries whose stat
+// lines hash the same is taken as that chunk, unread; every other file is hashed. The digest
+// covers the chunks' content sums (Manifest.Digest), so it is the same whichever way a
+// chunk's sum was learnt, and the host checks the manifest it writes against it: its text
+// when every file was hashed here, else its chunk sums and its stat lines.
 //
 // Why this is as safe as rsync's default: a trusted file is one whose size and modification
 // time are those a deploying machine recorded with the same content, so it is not sent and
@@ -32,7 +33,8 @@ import (
 // neither trusted nor recorded. Checksum (ssh.checksum: true, --checksum) turns trust off:
 // every file is hashed, as rsync --checksum reads every file. Files are hashed while the
 // host's answer is awaited; when all are hashed before it comes, their exact sums are used
-// and nothing is trusted.
+// and nothing is trusted (the answer still tells which chunks' times are the host's, so
+// that the staging script carries only the other chunks' new times).
 
 // chunkScript prints, for the manifest file $mf, "chunk <short sum>" for each chunk of its
 // content lines, each followed, when its short sum is not in $w (" a b "), by its lines and
