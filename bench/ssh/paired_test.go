@@ -68,7 +68,9 @@ func (pr *paired) report(b *testing.B) {
 // BenchmarkOneFileChangedPaired: BenchmarkOneFileChanged's fresh-machine cases and rsync,
 // in turn each iteration: a fresh machine (no hash cache, no manifest cache) deploying one
 // changed file, rsync of the same change, then both again after every file got a new
-// modification time (a fresh checkout or build).
+// modification time (a fresh checkout or build). Both get the same new time, so that in the
+// next iteration's first case both find the times they last recorded (else pushdeploy's
+// would find every file changed since its last deploy, rsync's none).
 func BenchmarkOneFileChangedPaired(b *testing.B) {
 	be := newBench(b, 1)
 	src := makeTree(b)
@@ -84,16 +86,17 @@ func BenchmarkOneFileChangedPaired(b *testing.B) {
 			if checkoutFirst {
 				suffix = "-new-mtimes"
 			}
+			at := time.Now().Add(-time.Minute)
 			changeOne(b, src)
 			if checkoutFirst {
-				checkout(b, src)
+				checkoutAt(b, src, at)
 			}
 			os.RemoveAll(be.cache)
 			id := fmt.Sprintf("p%d%s", seq.Add(1), suffix)
 			pr.measure(p, "fresh"+suffix, func() { be.deployOne(b, "app", 0, id, src) })
 			changeOne(b, src)
 			if checkoutFirst {
-				checkout(b, src)
+				checkoutAt(b, src, at)
 			}
 			pr.measure(p, "rsync"+suffix, func() { be.rsync(b, 0, src, rsyncDest) })
 		}

@@ -357,8 +357,10 @@ func BenchmarkOneFileChanged(b *testing.B) {
 
 // checkout gives every file of dir a new modification time (a minute ago), as a fresh
 // checkout or build on a CI runner does.
-func checkout(b testing.TB, dir string) {
-	t := time.Now().Add(-time.Minute)
+func checkout(b testing.TB, dir string) { checkoutAt(b, dir, time.Now().Add(-time.Minute)) }
+
+// checkoutAt gives every file of dir the modification time t.
+func checkoutAt(b testing.TB, dir string, t time.Time) {
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			err = os.Chtimes(p, t, t)

@@ -38,6 +38,32 @@ type Host struct {
 	mu   sync.Mutex
 	c    *sshconn.Client
 	last Upload
+	// asking is closed when a question ArtifactDigest left running is answered (nil when
+	// none is).
+	asking chan struct{}
+	told   *toldStat // what the host's chunk index told last (trust.go)
+}
+
+// asked records a question left running on the host.
+func (h *Host) asked(done chan struct{}) {
+	h.mu.Lock()
+	h.asking = done
+	h.mu.Unlock()
+}
+
+// settle waits for a question left running, so that the next script finds its shell idle
+// rather than start another.
+func (h *Host) settle(ctx context.Context) {
+	h.mu.Lock()
+	done := h.asking
+	h.asking = nil
+	h.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // Upload is what the last Prepare on a host sent.
@@ -116,7 +142,7 @@ func (h *Host) closeConn() {
 
 // inlineScript is the size up to which a script is sent as it is; larger ones (with
 // manifest lines) go gzipped, as the command's input.
-const inlineScript = 8 << 10
+const inlineScript = 16 << 10
 
 // script runs a shell script on the host, in one of its long-lived shells (runner.go), and
 // returns its stdout.
@@ -193,6 +219,7 @@ const chunkBodyEnd = "PUSHDEPLOY_CHUNK_END"
 // trip brings the live manifest's chunk sums and the lines of the chunks m lacks: a fresh
 // machine learns what differs without further round trips.
 func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error) {
+	h.settle(ctx)
 	q := sshconn.Quote
 	want, hint := "", h.t.liveHint(h)
 	if hint != "" && h.t.cached(hint) != nil {
@@ -201,23 +228,24 @@ func (h *Host) probe(ctx context.Context, id string, m *Manifest) (*probe, error
 	if m != nil {
 		want = wantList(m)
 	}
-	s := fmt.Sprintf(`cd %[1]s 2>/dev/null || exit 0
-l=$(readlink current 2>/dev/null) || l=
-case $l in releases/*) i=${l#releases/}; echo "live $i"
+	// Builtins but for the manifest's sum (and its chunks, when asked for): the metadata is
+	// one line.
+	s := fmt.Sprintf(`cd -P %[1]s 2>/dev/null || exit 0
+%[6]scase $l in releases/*) i=${l#releases/}; echo "live $i"
   mf=".pushdeploy/releases/$i.manifest"
   if [ -f "$mf" ]; then
-    s=$(sha256sum < "$mf" | cut -c1-64)
+    s=$(sha256sum < "$mf"); s=${s%%%% *}
     echo "livesum $s"
     w=%[3]s
     if [ -n "$w" ] && [ "$s" != %[4]s ]; then
 %[5]s
     fi
   fi
-  [ -f ".pushdeploy/releases/$i.json" ] && { printf 'livemeta '; cat ".pushdeploy/releases/$i.json"; echo; } ;;
+  j=; [ -f ".pushdeploy/releases/$i.json" ] && { read -r j <".pushdeploy/releases/$i.json" || [ -n "$j" ]; } && printf 'livemeta %%s\n' "$j" ;;
 esac
-[ -n %[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] && [ -d releases/%[2]s ] && { printf 'have '; cat .pushdeploy/releases/%[2]s.json; echo; }
+j=; [ -n %[2]s ] && [ -f .pushdeploy/releases/%[2]s.json ] && [ -d releases/%[2]s ] && { read -r j <.pushdeploy/releases/%[2]s.json || [ -n "$j" ]; } && printf 'have %%s\n' "$j"
 exit 0
-`, q(h.path), q(id), q(want), q(hint), chunkScript)
+`, q(h.path), q(id), q(want), q(hint), probeChunks, liveLine)
 	if want != "" {
 		// Chunks' lines (their hashes) come gzipped; a probe without them forks no gzip.
 		s = "{\n" + s + "} | gzip -c\n"
@@ -387,28 +415,30 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	// A large one goes as one tar stream when the host can take it (tarstream.go), which
 	// the tree script says; else over SFTP.
 	tarMaybe := direct && streamed(d.send) && tarNames(d.send)
+	// The SFTP session, when something is sent: opened beside the staging script when the
+	// release is staged from the live one (the script need not wait for it).
 	var sc *sftp.Client
+	var stop func() bool
+	defer func() {
+		if sc != nil {
+			stop()
+			sc.Close()
+		}
+	}()
 	openSFTP := func() error {
+		if len(d.send) == 0 || sc != nil {
+			return nil
+		}
 		c, err := h.client(ctx)
 		if err != nil {
 			return err
 		}
-		if sc, err = c.SFTP(); err != nil {
+		s, err := c.SFTP()
+		if err != nil {
 			return err
 		}
+		sc, stop = s, context.AfterFunc(ctx, func() { s.Close() })
 		return nil
-	}
-	defer func() {
-		if sc != nil {
-			sc.Close()
-		}
-	}()
-	if len(d.send) > 0 && !tarMaybe {
-		if err := openSFTP(); err != nil {
-			return err
-		}
-		stop := context.AfterFunc(ctx, func() { sc.Close() })
-		defer stop()
 	}
 	stage := func(ctx context.Context) error {
 		if _, err := h.script(ctx, h.stageScript(r.ID, from, m, rg, d)); err != nil {
@@ -441,6 +471,11 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	}
 	var err error
 	if direct {
+		if !tarMaybe {
+			if err := openSFTP(); err != nil {
+				return err
+			}
+		}
 		tree := h.treeScript(r.ID, from, d)
 		if tarMaybe {
 			tree += tarProbe
@@ -457,8 +492,6 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 			if err := openSFTP(); err != nil {
 				return err
 			}
-			stop := context.AfterFunc(ctx, func() { sc.Close() })
-			defer stop()
 		}
 		newVerifier()
 		g, gctx := errgroup.WithContext(ctx)
@@ -478,7 +511,12 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 		newVerifier()
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return stage(gctx) })
-		g.Go(func() error { return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false) })
+		g.Go(func() error {
+			if err := openSFTP(); err != nil {
+				return err
+			}
+			return h.upload(gctx, sc, r.ID, r.Artifacts, d.send, prog, sent, false)
+		})
 		err = g.Wait()
 	}
 	var verr error
@@ -710,8 +748,16 @@ const heredoc = "PUSHDEPLOY_EOF"
 // is gone, creates new directories and symlinks, links the shared paths, and writes the new
 // manifest: the live one with rg's changes, checked against m (its text when m is complete,
 // else its digest).
+//
+// The hard links (cp -al of a few thousand files, the largest part of the host's work) are
+// made in the background while the manifest is written and checked: what is done in the new
+// tree then waits for them, and so does a script that fails before.
 func (h *Host) stageScript(id, from string, m *Manifest, rg region, d *diff) string {
-	return h.treeScript(id, from, d) + h.manifestScript(id, from, m, rg)
+	if from == "" {
+		return h.treeScript(id, from, d) + h.manifestScript(id, from, m, rg)
+	}
+	return h.treeHead(id) + fmt.Sprintf("cp -al %s releases/%s &\nlinking=$!\ntrap 'wait $linking 2>/dev/null || :' EXIT\n", sshconn.Quote("releases/"+from), id) +
+		h.manifestScript(id, from, m, rg) + "wait $linking\ntrap - EXIT\n" + h.treeTail(id, d)
 }
 
 // treeScript is stageScript's release tree.
@@ -719,15 +765,36 @@ func (h *Host) treeScript(id, from string, d *diff) string {
 	q := sshconn.Quote
 	var b strings.Builder
 	rel := "releases/" + id
-	fmt.Fprintf(&b, "set -e\numask 022\nmkdir -p %s\ncd %s\nmkdir -p releases shared .pushdeploy/releases\n", q(h.path), q(h.path))
-	fmt.Fprintf(&b, "[ \"$(readlink current 2>/dev/null)\" != %s ] || { echo 'release %s is live: refusing to restage it' >&2; exit 3; }\n", q(rel), id)
-	fmt.Fprintf(&b, "rm -f .pushdeploy/releases/%s.json\nrm -rf %s\n", id, rel)
 	if from != "" {
 		fmt.Fprintf(&b, "cp -al %s %s\n", q("releases/"+from), rel)
 	} else {
 		fmt.Fprintf(&b, "mkdir %s\n", rel)
 	}
-	fmt.Fprintf(&b, "cd %s\n", rel)
+	return h.treeHead(id) + b.String() + h.treeTail(id, d)
+}
+
+// treeHead is treeScript up to making the release directory: the checks, and what an
+// earlier attempt left.
+func (h *Host) treeHead(id string) string {
+	q := sshconn.Quote
+	var b strings.Builder
+	rel := "releases/" + id
+	// Builtins where they do (every program costs the host a fork and an exec): the
+	// directories are made when missing, the live link read with cd -P, the release's
+	// leftovers removed when there are any.
+	fmt.Fprintf(&b, "set -e\numask 022\ncd -P %s 2>/dev/null || { mkdir -p %s; cd -P %s; }\n", q(h.path), q(h.path), q(h.path))
+	fmt.Fprintf(&b, "[ -d releases ] && [ -d shared ] && [ -d .pushdeploy/releases ] || mkdir -p releases shared .pushdeploy/releases\n%s", liveLine)
+	fmt.Fprintf(&b, "[ \"$l\" != %s ] || { echo 'release %s is live: refusing to restage it' >&2; exit 3; }\n", q(rel), id)
+	fmt.Fprintf(&b, "if [ -e .pushdeploy/releases/%s.json ] || [ -e %s ] || [ -L %s ]; then rm -rf .pushdeploy/releases/%s.json %s; fi\n", id, rel, rel, id, rel)
+	return b.String()
+}
+
+// treeTail is treeScript in the release directory once it is made: what is gone removed,
+// new directories, symlinks, the shared paths linked.
+func (h *Host) treeTail(id string, d *diff) string {
+	q := sshconn.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "cd %s\n", sshconn.Quote(h.path+"/releases/"+id))
 	var rm, mk []string
 	for _, p := range d.remove {
 		rm = append(rm, q(p))
@@ -792,16 +859,24 @@ func (h *Host) manifestScript(id, from string, m *Manifest, rg region) string {
 		baseFile = ".pushdeploy/releases/" + from + ".manifest"
 	}
 	mf := ".pushdeploy/releases/" + id + ".manifest"
-	// A line "path" deletes the path's line, "path mtime" sets its modification time.
-	fmt.Fprintf(&b, "{ awk 'NR==FNR { if (NF > 1) t[$1] = $2; else d[$1] = 1; next } ($1 in d) { next } ($1 in t) { $6 = t[$1] } { print }' - %s <<'%s'\n%s%s\ncat <<'%s'\n%s%s\n} | LC_ALL=C sort > %s.tmp\n",
-		q(baseFile), heredoc, joinLines(del), heredoc, heredoc, joinLines(add), heredoc, mf)
+	// A line "path" deletes the path's line, "path mtime" sets its modification time; the
+	// new lines follow a line "+" (no path's line is "+": each starts with a quote).
+	fmt.Fprintf(&b, "awk 'NR==FNR { if ($0 == \"+\") a = 1; else if (a) print; else if (NF > 1) t[$1] = $2; else d[$1] = 1; next } ($1 in d) { next } ($1 in t) { $6 = t[$1] } { print }' - %s <<'%s' | LC_ALL=C sort > %s.tmp\n%s+\n%s%s\n",
+		q(baseFile), heredoc, mf, joinLines(del), joinLines(add), heredoc)
+	// The manifest's chunk index (trust.go) is written with it, once the manifest is
+	// checked to be m's text: whole, or (m partial) its chunk sums and its stat lines, which
+	// are what the index is made of.
+	const differs = "{ echo 'the manifest written on the host differs from the local one' >&2; exit 4; }"
 	if m.complete() {
-		fmt.Fprintf(&b, "[ \"$(sha256sum < %s.tmp | cut -c1-64)\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", mf, m.sum())
+		fmt.Fprintf(&b, "s=$(sha256sum < %s.tmp)\ns=${s%%%% *}\n[ \"$s\" = %s ] || %s\n", mf, m.sum(), differs)
 	} else {
-		fmt.Fprintf(&b, "c=$(mktemp -d)\nawk -v d=\"$c\" '%s' %s.tmp\n", rootAWK, mf)
-		fmt.Fprintf(&b, "r=$(cd \"$c\" && set -- * && if [ -e \"$1\" ]; then sha256sum -- \"$@\" | cut -c1-64; fi | sha256sum | cut -c1-64)\nrm -rf \"$c\"\n")
-		fmt.Fprintf(&b, "[ \"$r\" = %s ] || { echo 'the manifest written on the host differs from the local one' >&2; exit 4; }\n", m.root())
+		// One sha256sum: the stat lines', the manifest's and each chunk's sums, in that order.
+		fmt.Fprintf(&b, "c=$(mktemp -d)\nawk -v d=\"$c\" '%s { print $1, $2, $3, $6, $5 > (d \"/a\") }' %s.tmp\n", rootAWK, mf)
+		fmt.Fprintf(&b, "sha256sum -- \"$c/a\" %s.tmp \"$c\"/0* > \"$c/z\"\n{ read -r st _; read -r s _; } < \"$c/z\"\n", mf)
+		fmt.Fprintf(&b, "r=$(awk 'NR > 2 { print substr($0, 1, 64) }' \"$c/z\" | sha256sum)\nrm -rf \"$c\"\n")
+		fmt.Fprintf(&b, "[ \"${r%%%% *}\" = %s ] && [ \"$st\" = %s ] || %s\n", m.root(), m.statTextSum(), differs)
 	}
+	fmt.Fprintf(&b, "ix=.pushdeploy/releases/%s.chunks\n%s", id, indexScript(m))
 	fmt.Fprintf(&b, "mv -f %s.tmp %s\n", mf, mf)
 	return b.String()
 }
@@ -878,14 +953,14 @@ func (h *Host) finalizeScript(id string, d *diff, meta releaseMeta) string {
 	}
 	// What interrupted deploys left: release directories without metadata, staging
 	// directories (deploys hold the lock: none of them is running).
-	fmt.Fprintf(&b, `live=$(readlink current 2>/dev/null || true)
-for d in releases/* .pushdeploy/staging/*; do
+	fmt.Fprintf(&b, `cd -P .
+%[2]sfor d in releases/* .pushdeploy/staging/*; do
   [ -d "$d" ] && [ "${d##*/}" != %[1]s ] || continue
-  case $d in releases/*) [ -f ".pushdeploy/releases/${d##*/}.json" ] || [ "$d" = "$live" ] || rm -rf -- "$d" ;; *) rm -rf -- "$d" ;; esac
+  case $d in releases/*) [ -f ".pushdeploy/releases/${d##*/}.json" ] || [ "$d" = "$l" ] || rm -rf -- "$d" ;; *) rm -rf -- "$d" ;; esac
 done
-`, id)
+`, id, liveLine)
 	mj, _ := json.Marshal(meta)
-	fmt.Fprintf(&b, "rm -rf %s\ncat > .pushdeploy/releases/%s.json.tmp <<'%s'\n%s\n%s\n", st, id, heredoc, mj, heredoc)
+	fmt.Fprintf(&b, "[ ! -e %s ] || rm -rf %s\nprintf '%%s\\n' %s > .pushdeploy/releases/%s.json.tmp\n", st, st, q(string(mj)), id)
 	fmt.Fprintf(&b, "mv -f .pushdeploy/releases/%s.json.tmp .pushdeploy/releases/%s.json\n", id, id)
 	return b.String()
 }
@@ -1063,7 +1138,7 @@ func (h *Host) Discard(ctx context.Context, id string) error {
 cd -P %[1]s 2>/dev/null || exit 0
 %[3]s[ "$l" != releases/%[2]s ] || { echo 'release %[2]s is live' >&2; exit 3; }
 rm -f .pushdeploy/releases/%[2]s.json
-rm -rf releases/%[2]s .pushdeploy/staging/%[2]s .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.activated
+rm -rf releases/%[2]s .pushdeploy/staging/%[2]s .pushdeploy/releases/%[2]s.manifest .pushdeploy/releases/%[2]s.chunks .pushdeploy/releases/%[2]s.activated
 `, sshconn.Quote(h.path), id, liveLine) + h.statusAfter()
 	out, err := h.script(ctx, s)
 	if err != nil {
@@ -1098,8 +1173,7 @@ fi
 // statusLines print what Status reads, in the application's directory entered with cd -P.
 const statusLines = liveLine + `echo "live $l"
 for d in releases/*; do [ -d "$d" ] && echo "dir ${d#releases/}"; done
-set -- .pushdeploy/releases/*.json
-[ -f "$1" ] && cat "$@"
+for f in .pushdeploy/releases/*.json; do j=; [ -f "$f" ] && { read -r j <"$f" || [ -n "$j" ]; } && printf '%s\n' "$j"; done
 for f in .pushdeploy/releases/*.activated; do [ -f "$f" ] && read -r n <"$f" && f=${f##*/} && echo "activated ${f%.activated} $n"; done
 `
 

@@ -116,6 +116,16 @@ func (e *Entry) statLine() string {
 	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, mt, link)
 }
 
+// hostStatLine is statLine as the host makes it of the entry's manifest line (fields 1, 2,
+// 3, 6 and 5): an unknown modification time is "-" there, which no statLine is.
+func (e *Entry) hostStatLine() string {
+	link := "-"
+	if e.Kind == 'l' {
+		link = escape(e.Link)
+	}
+	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, e.mtimeField(), link)
+}
+
 func (e *Entry) endsChunk() bool {
 	return e.Kind == 'f' && len(e.SHA256) >= 2 && e.SHA256[0] == '0' && e.SHA256[1] >= '0' && e.SHA256[1] <= '7'
 }

@@ -245,7 +245,7 @@ func TestRolloutKeepsN(t *testing.T) {
 		t.Fatalf("releases kept: %v; want the last 3", got)
 	}
 	metas, _ := filepath.Glob(filepath.Join(appDir(hosts[0]), ".pushdeploy", "releases", "*"))
-	if len(metas) != 9 { // json, manifest and activation stamp of each kept release
+	if len(metas) != 12 { // json, manifest, chunk index and activation stamp of each kept release
 		t.Fatalf("metadata files %v; want those of the 3 kept releases", metas)
 	}
 	assertCurrent(t, hosts[0], tree{"index.html": "v5"})

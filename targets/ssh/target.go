@@ -282,12 +282,18 @@ func (t *Target) buildLocked(abs string) (*Manifest, error) {
 			cancel()
 			return nil, fmt.Errorf("reading artifacts in %s: %w", abs, err)
 		}
-		// Hashed before the host answered: the exact sums are used, nothing is trusted.
+		// Hashed before the host answered: the exact sums are used, nothing is trusted. The
+		// question is left to finish (it is short; a script cancelled while it runs costs the
+		// host a session to kill it, and the next script a new shell), and the host's next
+		// script waits for it.
 		if !all || t.o.awaitTrust {
 			<-answered
 			live = got
+			cancel()
+		} else {
+			t.hosts[0].asked(answered)
+			go func() { <-answered; cancel() }()
 		}
-		cancel()
 	}
 	m, err := w.manifest(live)
 	if err != nil {
