@@ -205,7 +205,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		conn, err = o.jumpClient.ssh.DialContext(ctx, "tcp", addr)
 	default:
 		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", addr)
+		if conn, err = d.DialContext(ctx, "tcp", addr); err == nil {
+			conn = quickAck(conn)
+		}
 	}
 	if err != nil {
 		if jump != nil {
