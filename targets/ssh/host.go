@@ -838,7 +838,7 @@ func (h *Host) manifestScript(id, from string, m *Manifest, rg region) string {
 		for i := range rg.base.Entries {
 			o := &rg.base.Entries[i]
 			switch e := rg.cur.Get(o.Path); {
-			case e == nil || e.contentLine() != o.contentLine():
+			case e == nil || !e.sameContent(o):
 				del = append(del, escape(o.Path))
 			case e.mtimeField() != o.mtimeField():
 				del = append(del, escape(o.Path)+" "+e.mtimeField())
@@ -847,7 +847,7 @@ func (h *Host) manifestScript(id, from string, m *Manifest, rg region) string {
 	}
 	for i := range rg.cur.Entries {
 		e := &rg.cur.Entries[i]
-		if o := rg.base.Get(e.Path); o == nil || o.contentLine() != e.contentLine() {
+		if o := rg.base.Get(e.Path); o == nil || !o.sameContent(e) {
 			add = append(add, e.line())
 		}
 	}

@@ -60,6 +60,9 @@ type Manifest struct {
 	mu     sync.Mutex // guards the SHA256 of trusted chunks' entries, chunks' trust and text
 	chunks []chunk
 	text   []byte // the text form; nil while partial
+
+	indexOnce sync.Once
+	indexText string // indexScript's, made once: the same for every host
 }
 
 // chunk is a run of a manifest's entries [lo, hi) that ends after a file whose hash starts
@@ -90,6 +93,13 @@ func (e *Entry) contentLine() string {
 		link = escape(e.Link)
 	}
 	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, hash, link)
+}
+
+// sameContent says whether e and o have the same content line (contentLine), without
+// formatting either: a deploy to many hosts compares every entry once a host.
+func (e *Entry) sameContent(o *Entry) bool {
+	return e.Path == o.Path && e.Kind == o.Kind && e.Mode == o.Mode && e.Size == o.Size &&
+		(e.Kind != 'f' || e.SHA256 == o.SHA256) && (e.Kind != 'l' || e.Link == o.Link)
 }
 
 // line is the entry's line in the text form: the content line and the modification time.

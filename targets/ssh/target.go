@@ -10,8 +10,9 @@
 // changed files go over SFTP, to temporary names, and are verified on the host (sha256sum)
 // before they are renamed into place. A first release (nothing live to share with) gets its
 // files at their paths directly, verified there: it is not complete, and never made live,
-// before its metadata is written last. A large upload is verified as it lands. Nothing is
-// written into a file the live release shares.
+// before its metadata is written last; a large one goes as one tar stream where the host
+// has GNU tar (tarstream.go), checked batch by batch as it lands. A large upload is verified
+// as it lands. Nothing is written into a file the live release shares.
 //
 // A machine that has not hashed the artifacts before (a fresh CI runner) trusts the files
 // whose size and modification time are those recorded with the first host's live release,
@@ -21,7 +22,7 @@
 // read. Everything every kind shares (batches, health checks, rolling back, lock waiting)
 // is in pipeline/; this package offers the primitives of targets.Host.
 //
-// A deploy opens two SSH sessions on a host: SFTP, and a long-lived shell (sshconn.Shells)
+// A deploy opens two SSH sessions on a host: SFTP (or the tar stream), and a long-lived shell (sshconn.Shells)
 // that runs every script, the lock and the history; what the user gives (the restart
 // command, Run, the Updated commands) runs in a session of its own (runner.go).
 //
@@ -43,6 +44,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/pushdeploy/pushdeploy/targets"
 	"github.com/pushdeploy/pushdeploy/targets/hoststate"
@@ -75,6 +78,7 @@ type Target struct {
 	buildMu   sync.Mutex
 	mu        sync.Mutex
 	manifests map[string]*Manifest // by digest: built locally or downloaded
+	loading   singleflight.Group   // reads of the manifest cache, by sum
 	built     map[string]*Manifest // by artifacts directory
 }
 
@@ -316,16 +320,26 @@ func (t *Target) cached(sum string) *Manifest {
 	if m != nil || t.o.cacheDir == "" || !isHex64(sum) {
 		return m
 	}
-	b, err := os.ReadFile(filepath.Join(t.o.cacheDir, sum))
-	if err != nil {
-		return nil
-	}
-	m, err = ParseManifest(b)
-	if err != nil || m.sum() != sum {
-		return nil
-	}
-	t.remember(m)
-	return m
+	// Every host asks at once in a fan-out: the file is read and parsed once.
+	v, _, _ := t.loading.Do(sum, func() (any, error) {
+		t.mu.Lock()
+		m := t.manifests[sum] // remembered by a read that ended just before
+		t.mu.Unlock()
+		if m != nil {
+			return m, nil
+		}
+		b, err := os.ReadFile(filepath.Join(t.o.cacheDir, sum))
+		if err != nil {
+			return (*Manifest)(nil), nil
+		}
+		m, err = ParseManifest(b)
+		if err != nil || m.sum() != sum {
+			return (*Manifest)(nil), nil
+		}
+		t.remember(m)
+		return m, nil
+	})
+	return v.(*Manifest)
 }
 
 // remember keeps m in memory and in the disk cache (best effort).

@@ -142,9 +142,12 @@ func (h *Host) statTold(manifest string) map[string]string {
 // indexScript writes the chunk index of the manifest $mf.tmp, whose text's SHA-256 is in $s,
 // to $ix; its lines are m's.
 func indexScript(m *Manifest) string {
-	body := m.indexLines()
-	sum := sha256.Sum256([]byte(body))
-	return fmt.Sprintf("printf '%%s %%s %%s\\n%%s' %s \"$s\" %s %s > \"$ix\"\n", sshconn.Quote(indexMagic), hex.EncodeToString(sum[:]), sshconn.Quote(body))
+	m.indexOnce.Do(func() {
+		body := m.indexLines()
+		sum := sha256.Sum256([]byte(body))
+		m.indexText = fmt.Sprintf("printf '%%s %%s %%s\\n%%s' %s \"$s\" %s %s > \"$ix\"\n", sshconn.Quote(indexMagic), hex.EncodeToString(sum[:]), sshconn.Quote(body))
+	})
+	return m.indexText
 }
 
 // indexAWK prints, reading a chunk index and then its manifest, what chunkScript prints.
