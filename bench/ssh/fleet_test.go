@@ -68,7 +68,9 @@ func BenchmarkFanOutRsync20(b *testing.B) {
 				if c == "xargs-P20-rsync" {
 					be.xargsRsync(b, n, src, "rsync-app", all(n))
 				} else {
+					stopProfile := profile(b, c)
 					be.rollout(b, "app", fmt.Sprintf("r%d", id), src, all(n))
+					stopProfile()
 				}
 				b.StopTimer()
 				local += localCPU() - l0
