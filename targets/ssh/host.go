@@ -925,13 +925,7 @@ func (h *Host) verifyFiles(id string, send []*Entry, off int, direct bool) strin
 		fmt.Fprintf(&b, "%s  %s\n", e.SHA256, name(i, e))
 	}
 	fmt.Fprintf(&b, "%s\n", heredoc)
-	byMode := map[uint32][]string{}
-	for i, e := range send {
-		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(name(i, e)))
-	}
-	for _, mode := range sortedModes(byMode) {
-		chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o -- %s\n", mode, strings.Join(files, " ")) })
-	}
+	b.WriteString(chmodByMode(send, name))
 	return b.String()
 }
 
@@ -988,6 +982,23 @@ func streamed(send []*Entry) bool {
 	}
 	return len(send) > shellMoves && total >= overlapMin
 }
+
+// chmodByMode gives entries their modes, a chmod a mode (and as many paths as chunks puts
+// on a line), each entry at name(i, e) from the script's directory.
+func chmodByMode(entries []*Entry, name func(int, *Entry) string) string {
+	byMode := map[uint32][]string{}
+	for i, e := range entries {
+		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(name(i, e)))
+	}
+	var b strings.Builder
+	for _, mode := range sortedModes(byMode) {
+		chunks(byMode[mode], func(ps []string) { fmt.Fprintf(&b, "chmod %04o -- %s\n", mode, strings.Join(ps, " ")) })
+	}
+	return b.String()
+}
+
+// atPath is an entry's name for chmodByMode in the release directory.
+func atPath(_ int, e *Entry) string { return e.Path }
 
 func sortedModes(m map[uint32][]string) []uint32 {
 	var ks []uint32

@@ -212,15 +212,7 @@ func plainModes(files []*Entry) bool {
 // dirModes gives the release's new directories their modes, in the release directory: a
 // chmod a mode (what finalizeScript does, a chmod a directory, once the stream is in).
 func dirModes(d *diff) string {
-	byMode := map[uint32][]string{}
-	for _, e := range append(append([]*Entry{}, d.mkdir...), d.dirMode...) {
-		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(e.Path))
-	}
-	var b strings.Builder
-	for _, mode := range sortedModes(byMode) {
-		chunks(byMode[mode], func(ps []string) { fmt.Fprintf(&b, "chmod %04o -- %s\n", mode, strings.Join(ps, " ")) })
-	}
-	return b.String()
+	return chmodByMode(append(append([]*Entry{}, d.mkdir...), d.dirMode...), atPath)
 }
 
 // tarScript is the host's side of the stream, in release directory rel; the batches'

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -99,19 +98,5 @@ func (v *streamVerifier) wait() error {
 // modesScript gives the sent files, at their paths in the release, their modes (after a
 // streamed check, which sets none).
 func (h *Host) modesScript(id string, send []*Entry) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "set -e\ncd %s\n", sshconn.Quote(h.path+"/releases/"+id))
-	byMode := map[uint32][]string{}
-	for _, e := range send {
-		byMode[e.Mode] = append(byMode[e.Mode], sshconn.Quote(e.Path))
-	}
-	modes := make([]uint32, 0, len(byMode))
-	for k := range byMode {
-		modes = append(modes, k)
-	}
-	sort.Slice(modes, func(i, j int) bool { return modes[i] < modes[j] })
-	for _, mode := range modes {
-		chunks(byMode[mode], func(files []string) { fmt.Fprintf(&b, "chmod %04o -- %s\n", mode, strings.Join(files, " ")) })
-	}
-	return b.String()
+	return fmt.Sprintf("set -e\ncd %s\n", sshconn.Quote(h.path+"/releases/"+id)) + chmodByMode(send, atPath)
 }
