@@ -115,25 +115,23 @@ func (e *Entry) mtimeField() string {
 // statLine is what size-and-mtime trust compares: the line without the hash. A file whose
 // modification time is unknown here never matches (a host's "-" is no time).
 func (e *Entry) statLine() string {
-	mt := e.mtimeField()
 	if e.Kind == 'f' && e.Mtime == 0 {
-		mt = "?"
+		return e.statLineWith("?")
 	}
+	return e.hostStatLine()
+}
+
+// hostStatLine is statLine as the host makes it of the entry's manifest line (fields 1, 2,
+// 3, 6 and 5): an unknown modification time is "-" there, which no statLine is.
+func (e *Entry) hostStatLine() string { return e.statLineWith(e.mtimeField()) }
+
+// statLineWith is the entry's line without the hash, with mt as its modification time.
+func (e *Entry) statLineWith(mt string) string {
 	link := "-"
 	if e.Kind == 'l' {
 		link = escape(e.Link)
 	}
 	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, mt, link)
-}
-
-// hostStatLine is statLine as the host makes it of the entry's manifest line (fields 1, 2,
-// 3, 6 and 5): an unknown modification time is "-" there, which no statLine is.
-func (e *Entry) hostStatLine() string {
-	link := "-"
-	if e.Kind == 'l' {
-		link = escape(e.Link)
-	}
-	return fmt.Sprintf("%s %c%04o %d %s %s", escape(e.Path), e.Kind, e.Mode, e.Size, e.mtimeField(), link)
 }
 
 func (e *Entry) endsChunk() bool {
