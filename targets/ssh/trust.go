@@ -157,11 +157,15 @@ b { print }
 ` + chunkEnd + ` { if (b) print "` + chunkBodyEnd + `"; c++; o = 0 }
 END { if (o && b) print "` + chunkBodyEnd + `" }`
 
+// indexHeader reads the first line of the chunk index $ix of the manifest $mf into $hdr
+// ("" when it has none).
+const indexHeader = `ix="${mf%.manifest}.chunks" hdr=
+[ -f "$ix" ] && { read -r hdr <"$ix" || :; }
+`
+
 // probeChunks is the probe's chunk listing of the live manifest $mf, whose sum is $s, for
 // the short sums $w: from its index when it has one made from this text, else by cutting it.
-const probeChunks = `ix="${mf%.manifest}.chunks" hdr=
-[ -f "$ix" ] && { read -r hdr <"$ix" || :; }
-case $hdr in
+const probeChunks = indexHeader + `case $hdr in
 "` + indexMagic + ` $s "*) awk -v w="$w" '` + indexAWK + `' "$ix" "$mf" ;;
 *) ` + chunkScript + ` ;;
 esac`
@@ -174,16 +178,14 @@ func (h *Host) liveChunks(ctx context.Context) ([]liveChunk, error) {
 %scase $l in releases/*) ;; *) exit 0 ;; esac
 mf=".pushdeploy/releases/${l#releases/}.manifest"
 [ -f "$mf" ] || exit 0
-ix="${mf%%.manifest}.chunks" hdr=
-[ -f "$ix" ] && { read -r hdr <"$ix" || :; }
-case $hdr in "%s "*)
+%scase $hdr in "%s "*)
   s=$(sha256sum <"$mf") || exit 1
   case $hdr in "%s ${s%%%% *} "*) exec gzip -c <"$ix" ;; esac ;;
 esac
 c=$(mktemp -d) || exit 1
 awk -v d="$c" '%s' "$mf" > "$c/Zl" && (cd "$c" && set -- c* && if [ -e "$1" ]; then sha256sum -- c* | cut -c1-64 > Zc && sha256sum -- s* | cut -c1-16 > Zs && paste -d' ' Zc Zs Zl | gzip -c; fi)
 rm -rf "$c"
-`, sshconn.Quote(h.path), liveLine, indexMagic, indexMagic, trustAWK)
+`, sshconn.Quote(h.path), liveLine, indexHeader, indexMagic, indexMagic, trustAWK)
 	out, err := h.script(ctx, s)
 	if err != nil || len(out) == 0 {
 		return nil, err
