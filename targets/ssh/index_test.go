@@ -26,11 +26,7 @@ func indexFile(h *testbench.SSHHost, id string) string {
 // an index, as an older pushdeploy made): for a release deployed whole and for one deployed
 // trusting most of its chunks (whose index is made of lines this machine did not hash).
 func TestChunkIndexIsWhatCuttingTheManifestGives(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 1, testUser)
-	dir, files := bigTree(t)
-	first := newTarget(t, hosts)
-	deploy(t, first, release(t, first, "r1", dir))
-	first.Close()
+	hosts, dir, files := liveBigTree(t)
 
 	check := func(id string) []string {
 		t.Helper()
@@ -142,11 +138,7 @@ func TestChunkIndexMissingStaleOrDamaged(t *testing.T) {
 // unchanged: the host finds the manifest it would write is not this tree's, and the deploy
 // fails before anything is live. With checksum, the same deploy goes through.
 func TestWrongChunkIndexNeverSkipsAChangedFile(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 1, testUser)
-	dir, files := bigTree(t)
-	first := newTarget(t, hosts)
-	deploy(t, first, release(t, first, "r1", dir))
-	first.Close()
+	hosts, dir, files := liveBigTree(t)
 
 	// The file changes in content and time; the index is made to say its chunk has the new
 	// time, with the old content's sum.

@@ -34,6 +34,18 @@ func bigTree(t *testing.T) (string, tree) {
 	return dir, files
 }
 
+// liveBigTree makes one host whose live release r1 is bigTree, deployed by a machine that is
+// gone: what the next deploy finds is the host's alone.
+func liveBigTree(t *testing.T) ([]*testbench.SSHHost, string, tree) {
+	t.Helper()
+	hosts := testbench.SSHHosts(t, 1, testUser)
+	dir, files := bigTree(t)
+	first := newTarget(t, hosts)
+	deploy(t, first, release(t, first, "r1", dir))
+	first.Close()
+	return hosts, dir, files
+}
+
 // rewrite gives the file at p new content and the modification time mt.
 func rewrite(t *testing.T, dir, p, content string, mt time.Time) {
 	t.Helper()
@@ -85,11 +97,7 @@ func sent(tg *ssh.Target, i int) []string {
 // time) is sent and verified. Its release manifest is the one a machine hashing every file
 // (Checksum) makes of the same tree.
 func TestFreshMachineTrustsSizeAndMtime(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 1, testUser)
-	dir, files := bigTree(t)
-	first := newTarget(t, hosts)
-	deploy(t, first, release(t, first, "r1", dir))
-	first.Close()
+	hosts, dir, files := liveBigTree(t)
 
 	touched := time.Now().Add(-30 * time.Minute).Truncate(time.Second)
 	rewrite(t, dir, "d1/f001", files["d1/f001"], touched) // same content, new time
@@ -130,11 +138,7 @@ func TestFreshMachineTrustsSizeAndMtime(t *testing.T) {
 // and its modification time set back is not seen by a trusting machine (not sent; the host
 // keeps the old content). With Checksum every file is hashed and it is sent.
 func TestSameSizeAndMtimeIsTrustedUnlessChecksum(t *testing.T) {
-	hosts := testbench.SSHHosts(t, 1, testUser)
-	dir, files := bigTree(t)
-	first := newTarget(t, hosts)
-	deploy(t, first, release(t, first, "r1", dir))
-	first.Close()
+	hosts, dir, files := liveBigTree(t)
 
 	fp := filepath.Join(dir, "d3/f003")
 	st, _ := os.Stat(fp)
