@@ -535,13 +535,7 @@ func (h *Host) stageAndPlace(ctx context.Context, r targets.Release, m *Manifest
 	meta := releaseMeta{ID: r.ID, App: r.App, Env: r.Env, Version: r.Version, Digest: r.Digest, Tree: m.Digest(),
 		Files: len(m.Entries), Bytes: m.Bytes(), Created: time.Now().UTC(), Deployer: r.Deployer, PipelineID: r.PipelineID,
 		ApprovedBy: r.ApprovedBy, Revision: r.Revision}
-	fd := d
-	if useTar { // the stream's script gave the directories their modes
-		cp := *d
-		cp.mkdir, cp.dirMode = nil, nil
-		fd = &cp
-	}
-	finalize := h.finalizeScript(r.ID, fd, meta)
+	finalize := h.finalizeScript(r.ID, d, meta)
 	if verified && !(useTar && plainModes(d.send)) { // the stream gives plain modes itself
 		finalize = h.modesScript(r.ID, d.send) + finalize // after the renames
 	}
@@ -942,9 +936,7 @@ func (h *Host) finalizeScript(id string, d *diff, meta releaseMeta) string {
 		p := q(rel + "/" + e.Path)
 		fmt.Fprintf(&b, "mkdir -p %s; cp -p %s %s/m%d; chmod %04o %s/m%d; mv -f %s/m%d %s\n", st, p, st, i, e.Mode, st, i, st, i, p)
 	}
-	for _, e := range append(append([]*Entry{}, d.mkdir...), d.dirMode...) {
-		fmt.Fprintf(&b, "chmod %04o %s\n", e.Mode, q(rel+"/"+e.Path))
-	}
+	b.WriteString(chmodByMode(append(append([]*Entry{}, d.mkdir...), d.dirMode...), func(_ int, e *Entry) string { return rel + "/" + e.Path }))
 	// What interrupted deploys left: release directories without metadata, staging
 	// directories (deploys hold the lock: none of them is running).
 	fmt.Fprintf(&b, `cd -P .

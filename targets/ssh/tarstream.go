@@ -209,16 +209,9 @@ func plainModes(files []*Entry) bool {
 	return true
 }
 
-// dirModes gives the release's new directories their modes, in the release directory: a
-// chmod a mode (what finalizeScript does, a chmod a directory, once the stream is in).
-func dirModes(d *diff) string {
-	return chmodByMode(append(append([]*Entry{}, d.mkdir...), d.dirMode...), atPath)
-}
-
 // tarScript is the host's side of the stream, in release directory rel; the batches'
-// file lists go to directory list (made and removed here); bs are the batches; after, a
-// script run when every file is in and checked.
-func tarScript(th tarHost, rel, list string, bs []*tarBatch, after string) string {
+// file lists go to directory list (made and removed here); bs are the batches.
+func tarScript(th tarHost, rel, list string, bs []*tarBatch) string {
 	q := sshconn.Quote
 	unpack, sum := "gzip -dc", "sha256sum"
 	if th.zstd {
@@ -258,13 +251,10 @@ check() { tr '\n' '\0' < "$l/$1" | xargs -0 -r %[4]s -- | sha256sum | { read -r 
   exec 3>&-
   check $b &
   wait
-  if [ "$st" = 0 ]; then
-%[6]s    :
-  fi
   rm -rf "$l"
   exit $st
 }
-`, q(rel), q(list), unpack, sum, strings.Join(ends, " "), after)
+`, q(rel), q(list), unpack, sum, strings.Join(ends, " "))
 }
 
 // sendTar sends files to the release directory as one stream (see above) and returns
@@ -291,7 +281,7 @@ func (h *Host) sendTar(ctx context.Context, th tarHost, id, dir string, d *diff,
 	}()
 	var out bytes.Buffer
 	rel := h.path + "/releases/" + id
-	err = c.RunCmd(ctx, sshconn.Cmd{Line: tarScript(th, rel, h.staging(id)+".stream", bs, dirModes(d)), Stdin: pr, Stdout: &out})
+	err = c.RunCmd(ctx, sshconn.Cmd{Line: tarScript(th, rel, h.staging(id)+".stream", bs), Stdin: pr, Stdout: &out})
 	pr.CloseWithError(io.ErrClosedPipe) // a writer still writing is told the host is done
 	<-wrote
 	if werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
